@@ -1,0 +1,1 @@
+"""Repositories: one per DynamoDB table, storage only (no business rules)."""
