@@ -1,4 +1,6 @@
 # Every target bootstraps .venv from the lock file itself; `make run` and `make test` are all a newcomer needs.
+# --compile-bytecode: uv does not compile by default, so the first run (and every run where
+# PYTHONDONTWRITEBYTECODE is set) compiles its dependencies from source: ~3 s more before `make run` answers.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -13,7 +15,7 @@ venv: $(STAMP)
 $(STAMP): requirements-dev.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
-	@$(BIN)/uv pip sync -q --python $(BIN)/python requirements-dev.lock
+	@$(BIN)/uv pip sync -q --compile-bytecode --python $(BIN)/python requirements-dev.lock
 	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@rm -f $(VENV)/.installed-*; touch $@
 

@@ -7,6 +7,7 @@ which is how the local stack and the tests point everything at the emulator.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cache, lru_cache
 from typing import Any
 
@@ -20,6 +21,8 @@ _CONFIG = Config(
     max_pool_connections=50,
 )
 _lock = threading.Lock()
+# Caches of values read through these clients (e.g. secrets) that must be forgotten with them.
+_reset_hooks: list[Callable[[], None]] = []
 
 
 @lru_cache(maxsize=1)
@@ -39,8 +42,16 @@ def resource(service: str) -> Any:
         return session().resource(service, config=_CONFIG)  # type: ignore[call-overload]
 
 
+def on_reset(hook: Callable[[], None]) -> Callable[[], None]:
+    """Register a cache to clear whenever `reset()` runs."""
+    _reset_hooks.append(hook)
+    return hook
+
+
 def reset() -> None:
     """Forget cached clients (tests that change AWS_ENDPOINT_URL or credentials call this)."""
     session.cache_clear()
     client.cache_clear()
     resource.cache_clear()
+    for hook in _reset_hooks:
+        hook()

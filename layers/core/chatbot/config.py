@@ -44,13 +44,23 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(3, ge=1, le=20)
     job_backoff_base_seconds: float = Field(60.0, ge=0)
     job_backoff_max_seconds: float = Field(3600.0, ge=0)
+    job_retention_days: int = Field(30, ge=1)
+    job_poll_delay_seconds: int = Field(30, ge=0, le=900)
+    job_poll_max_polls: int = Field(120, ge=1)
+    # Webhooks: Standard Webhooks replay window; secrets are re-read at most this often (rotation).
+    webhook_tolerance_seconds: int = Field(300, ge=1)
+    webhook_secret_cache_seconds: float = Field(60.0, ge=0)
+    webhook_event_ttl_days: int = Field(30, ge=1)
 
     # Auth
-    admin_token_cache_seconds: float = Field(30.0, ge=0)
+    admin_token_cache_seconds: float = Field(5.0, ge=0)
     admin_token_grace_minutes: int = Field(0, ge=0)
     admin_rate_limit: int = Field(300, ge=1)
     admin_rate_window_seconds: int = Field(60, ge=1)
     admin_cors_origins: str = ""
+
+    # HTTP: bodies larger than this get 413 before they are read (Lambda caps sync payloads at 6 MB).
+    max_request_bytes: int = Field(6 * 1024 * 1024, ge=1024)
 
     # Chat
     chat_rate_limit: int = Field(60, ge=1)
@@ -73,6 +83,28 @@ class Settings(BaseSettings):
     chat_timeout_seconds: float = 60.0
     responses_timeout_seconds: float = 120.0
     log_message_text: bool = False
+    # Chat (issue 4): defaults of the original where it had one.
+    chat_cors_origins: str = "*"
+    chat_max_files: int = Field(5, ge=0)
+    chat_max_tools: int = Field(128, ge=0)
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    responses_prompt_id: str = ""
+    responses_prompt_version: str = ""
+    responses_vector_store_ids: str = ""
+    responses_max_num_results: int | None = Field(None, ge=1, le=200)
+    responses_tools: str = ""
+    upstream_max_retries: int = Field(2, ge=0, le=10)
+    upstream_retry_base_seconds: float = Field(0.5, ge=0)
+    upstream_retry_max_seconds: float = Field(8.0, ge=0)
+    agent_cache_seconds: float = Field(10.0, ge=0)
+    usage_retention_days: int = Field(400, ge=1)
+
+    # Admin resources: files sent base64 to `add_vector_store_file` / `upload_file` (decoded bytes); the
+    # request body is capped by max_request_bytes too. Files up to `admin_inline_file_bytes` ride in the
+    # file_ingest job (a DynamoDB item holds 400 KB); larger ones are uploaded upstream during the request.
+    admin_max_file_bytes: int = Field(4 * 1024 * 1024, ge=1)
+    admin_inline_file_bytes: int = Field(256 * 1024, ge=0, le=280 * 1024)
 
     # Backups
     backup_retention_days: int = Field(7, ge=1)

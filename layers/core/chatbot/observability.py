@@ -24,6 +24,8 @@ _SENSITIVE_KEY = re.compile(
 # Values that look like credentials even under an innocent key.
 _SENSITIVE_VALUE = re.compile(r"(Bearer\s+\S+|chatbot_[0-9a-f]{16,}|sk-[A-Za-z0-9_-]{16,}|whsec_\S+)")
 _MESSAGE_KEYS = {"message_text", "content", "prompt_text", "input_text"}
+# Token *counts* (prompt_tokens, total_tokens, ...) are metrics, not credentials.
+_COUNT_KEY = re.compile(r"(^|_)tokens$", re.IGNORECASE)
 
 
 def redact(value: Any, *, keep_message_text: bool = False, _depth: int = 0) -> Any:
@@ -34,7 +36,9 @@ def redact(value: Any, *, keep_message_text: bool = False, _depth: int = 0) -> A
         out = {}
         for key, item in value.items():
             k = str(key)
-            if _SENSITIVE_KEY.search(k) or (not keep_message_text and k in _MESSAGE_KEYS):
+            is_count = _COUNT_KEY.search(k) and isinstance(item, int | float) and not isinstance(item, bool)
+            sensitive = _SENSITIVE_KEY.search(k) and not is_count
+            if sensitive or (not keep_message_text and k in _MESSAGE_KEYS):
                 out[k] = REDACTED if item not in (None, "") else item
             else:
                 out[k] = redact(item, keep_message_text=keep_message_text, _depth=_depth + 1)

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, ConditionBase
+from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chatbot import aws
@@ -237,8 +238,9 @@ class Repository:
                 remove = (*remove, field)
                 continue
             names[f"#f{i}"] = field
-            values[f":v{i}"] = to_dynamo(value)
-            sets.append(f"#f{i} = :v{i}")
+            # Not `:v{i}`: boto3's condition builder names its own values `:v0, :v1, ...` and would win.
+            values[f":set{i}"] = to_dynamo(value)
+            sets.append(f"#f{i} = :set{i}")
         expression = "SET " + ", ".join(sets)
         if remove:
             for j, field in enumerate(remove):
@@ -294,6 +296,16 @@ class Repository:
         return _Translate(self.entity, conflict)
 
 
+def _deserialize(raw: Item | None) -> Item | None:
+    """ReturnValuesOnConditionCheckFailure hands back the low-level typed form ({"N": "3"})."""
+    if not raw:
+        return None
+    return {key: _DESERIALIZER.deserialize(value) for key, value in raw.items()}
+
+
+_DESERIALIZER = TypeDeserializer()
+
+
 class _ConditionFailed(Exception):
     def __init__(self, old_item: Item | None) -> None:
         self.old_item = old_item
@@ -317,7 +329,7 @@ class _Translate:
             if code == "ConditionalCheckFailedException":
                 if self.conflict:
                     raise Conflict(self.conflict) from None
-                raise _ConditionFailed(exc.response.get("Item")) from None
+                raise _ConditionFailed(_deserialize(exc.response.get("Item"))) from None
             if code == "TransactionCanceledException":
                 raise Conflict(f"{self.entity} changed concurrently", code="transaction_conflict") from None
             if code == "ValidationException":

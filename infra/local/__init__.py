@@ -1,0 +1,1 @@
+"""The local stack: moto emulator, template provisioning, gateway, pollers, scheduler, fake OpenAI."""

@@ -1,0 +1,367 @@
+"""The AWS emulator: moto's server in its own process on 127.0.0.1.
+
+Its own process, so the emulator never competes with the gateway and the handlers for one interpreter lock.
+The parent starts `python -m infra.local.emulator --port N`, reads one ready line with the bound port from the
+child's stdout, and keeps the child's stdin open: when the parent dies, the child sees EOF and exits, so a
+crashed test run never leaves an emulator behind.
+
+`launch(translate=...)` also has the child translate the SAM template into the template cache before it
+boots moto (`infra.local.template.load_and_transform`), and say so on stdout (`wait_translated()`). The
+translator imports boto3, which moto imports anyway, so there it costs ~0.6 s of CPU on the child's core
+instead of ~1 s of the parent's interpreter lock (or ~1.5 s in a process of its own) — a cold start's
+largest single cost. The parent then reads the cache; if the child could not translate, the parent's
+`load_and_transform` translates and reports the error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+_READY = "emulator_ready"
+_TRANSLATED = "template_translated"
+
+
+class EmulatorError(RuntimeError):
+    """The emulator could not start or stopped answering."""
+
+
+class PortInUseError(EmulatorError):
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"port {port} on {host} is already in use")
+        self.host = host
+        self.port = port
+
+
+def port_available(host: str, port: int) -> bool:
+    """True when `port` can be bound on `host` (same SO_REUSEADDR rule as the servers we start)."""
+    if port == 0:
+        return True
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that is free right now (another process may still take it; only for tests and defaults)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+class Emulator:
+    """moto server in a child process.
+
+    >>> emu = Emulator(port=0).start()   # doctest: +SKIP
+    >>> emu.url                          # 'http://127.0.0.1:54321'
+    >>> emu.stop()
+    """
+
+    def __init__(self, port: int = 0, host: str = "127.0.0.1", *, startup_timeout: float = 30.0) -> None:
+        self.host = host
+        self.port = port
+        self.startup_timeout = startup_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._ready_port: int | None = None
+        self._ready = threading.Event()  # set on the ready line, or when stdout ends without one
+        self._translated = threading.Event()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> Emulator:
+        """Start the child and wait until it answers HTTP. Raises PortInUseError or EmulatorError."""
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self, *, translate: tuple[str | Path, dict[str, Any], str] | None = None) -> None:
+        """Spawn the child without waiting (so the caller can do other work while moto imports).
+
+        `translate=(template, parameters, region)`: the child first fills the template cache (module doc).
+        """
+        if self._proc is not None:
+            raise EmulatorError("emulator already started")
+        if not port_available(self.host, self.port):
+            raise PortInUseError(self.host, self.port)
+        self._ready_port = None
+        self._ready.clear()
+        self._translated.clear()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")]))
+        command = [
+            sys.executable,
+            "-m",
+            "infra.local.emulator",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--watch-stdin",
+        ]
+        if translate is not None:
+            template, parameters, region = translate
+            command += ["--translate", str(template), "--parameters", json.dumps(parameters, default=str)]
+            command += ["--region", region]
+            env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = region  # the translator asks boto3 for one
+        else:
+            self._translated.set()
+        self._proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        threading.Thread(target=self._read_stdout, args=(self._proc,), daemon=True).start()
+
+    def wait_translated(self, timeout: float | None = None) -> bool:
+        """Wait until the child has translated the template given to `launch` (or gave up, or exited)."""
+        return self._translated.wait(self.startup_timeout if timeout is None else timeout)
+
+    def wait_ready(self) -> Emulator:
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            raise EmulatorError("emulator not launched")
+        self._ready.wait(self.startup_timeout)
+        if self._ready_port is None:
+            err = self._stop_and_collect_error()
+            if "in use" in err:
+                raise PortInUseError(self.host, self.port)
+            raise EmulatorError(f"emulator did not start: {err or 'no ready signal'}")
+        self.port = self._ready_port
+        # Keep draining stderr so a chatty child never blocks on a full pipe (stdout: see _read_stdout).
+        threading.Thread(target=_drain, args=(proc.stderr, sys.stderr.buffer), daemon=True).start()
+        self._wait_answering()
+        return self
+
+    def _read_stdout(self, proc: subprocess.Popen[bytes]) -> None:
+        """Note the child's announcements, then keep draining its stdout."""
+        assert proc.stdout is not None
+        with contextlib.suppress(OSError, ValueError):
+            for raw in proc.stdout:
+                try:
+                    msg = json.loads(raw)
+                except ValueError:
+                    continue
+                event = msg.get("event") if isinstance(msg, dict) else None
+                if event == _TRANSLATED:
+                    self._translated.set()
+                elif event == _READY:
+                    self._ready_port = int(msg["port"])
+                    self._translated.set()
+                    self._ready.set()
+        self._translated.set()
+        self._ready.set()
+
+    def _stop_and_collect_error(self) -> str:
+        proc = self._proc
+        self._proc = None
+        if proc is None:
+            return ""
+        if proc.poll() is None:
+            proc.kill()
+        try:
+            _, err = proc.communicate(timeout=5)
+        except (subprocess.TimeoutExpired, ValueError):
+            err = b""
+        lines = [ln for ln in (err or b"").decode(errors="replace").splitlines() if ln.strip()]
+        return lines[-1] if lines else ""
+
+    def _wait_answering(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            try:
+                # Any HTTP answer proves the WSGI app is serving; moto answers 404 on an unknown path.
+                urllib.request.urlopen(f"{self.url}/moto-api/", timeout=2).close()  # noqa: S310
+                return
+            except urllib.error.HTTPError:
+                return
+            except OSError as exc:
+                if not self.running or time.monotonic() > deadline:
+                    self._stop_and_collect_error()
+                    raise EmulatorError(f"emulator at {self.url} does not answer: {exc}") from exc
+                time.sleep(0.05)
+
+    def reset(self) -> None:
+        """Forget every resource (moto's reset API)."""
+        req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310 - our http URL
+        urllib.request.urlopen(req, timeout=10).close()  # noqa: S310
+
+    def stop(self, timeout: float = 5.0) -> None:
+        proc = self._proc
+        self._proc = None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout)
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+
+    def __enter__(self) -> Emulator:
+        return self.start() if self._proc is None else self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _drain(stream: object, sink: object = None) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        for chunk in iter(lambda: stream.readline(), b""):  # type: ignore[attr-defined]
+            if sink is not None:
+                sink.write(chunk)  # type: ignore[attr-defined]
+                sink.flush()  # type: ignore[attr-defined]
+
+
+# --- child process ------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.local.emulator", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("EMULATOR_PORT", "5000")))
+    parser.add_argument("--watch-stdin", action="store_true", help="exit when stdin closes (parent gone)")
+    parser.add_argument("--translate", metavar="TEMPLATE", help="first translate TEMPLATE into the cache")
+    parser.add_argument("--parameters", default="{}", help="its parameters, a JSON object")
+    parser.add_argument("--region", default="us-east-1")
+    args = parser.parse_args(argv)
+
+    if not port_available(args.host, args.port):
+        print(f"emulator: port {args.port} on {args.host} is already in use", file=sys.stderr, flush=True)
+        return 2
+    if args.translate:
+        _translate(args.translate, json.loads(args.parameters), args.region)
+
+    # Per-request access lines would drown the function logs of the local stack.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    from moto.server import ThreadedMotoServer
+
+    serialise_dynamodb_writes()
+    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
+    server.start()
+    _, port = server.get_host_and_port()
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    if args.watch_stdin:
+        threading.Thread(target=_wait_parent_gone, args=(stop,), daemon=True).start()
+
+    print(json.dumps({"event": _READY, "port": port}), flush=True)
+    threading.Thread(target=_warm_up, args=(server,), daemon=True).start()
+    stop.wait()
+    server.stop()
+    sys.stdout.flush()
+    # The stdin watcher thread may still block in read(); a normal interpreter exit would abort on it.
+    os._exit(0)
+
+
+def _translate(template: str, parameters: dict[str, Any], region: str) -> None:
+    """Fill the template cache, before moto's import (the parent needs the template before the emulator)."""
+    # The translator's metrics warn when collected unpublished; nothing the person running the stack can use.
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)
+    try:
+        from infra.local.template import load_and_transform
+
+        load_and_transform(template, parameters=parameters, region=region)
+    except Exception:  # noqa: BLE001, S110 - the parent translates again and reports the error
+        pass
+    print(json.dumps({"event": _TRANSLATED}), flush=True)
+
+
+# DynamoDB applies each write atomically and isolates transactions; moto checks a write's condition and then
+# writes without a lock, and undoes a cancelled TransactWriteItems by restoring a copy of the whole table
+# (erasing what other requests wrote meanwhile). Under the threaded server, two concurrent conditional
+# writes could both succeed (two default agents, a job claimed twice), so writes are applied one at a time.
+DYNAMODB_WRITES = frozenset(
+    {
+        "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems",
+        "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
+    }
+)  # fmt: skip
+
+
+def serialise_dynamodb_writes() -> None:
+    """Make moto's DynamoDB apply one write request at a time (reads stay concurrent); idempotent."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    original = DynamoHandler.call_action
+    if getattr(original, "serialised", False):
+        return
+    lock = threading.Lock()
+
+    def call_action(self: DynamoHandler) -> object:
+        if self._get_action() in DYNAMODB_WRITES:
+            with lock:
+                return original(self)
+        return original(self)
+
+    call_action.serialised = True  # type: ignore[attr-defined]
+    DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+# The services the template uses: moto builds each service's app and parses its model on the first
+# request; doing it now overlaps with the parent's own start-up instead of delaying it. First those the
+# parent provisions before it serves, then those of the observability resources it provisions later.
+# Not SSM: its app loads every public AWS parameter (seconds) while holding the lock all requests take.
+WARM_SERVICES = ("sqs", "dynamodb", "secretsmanager", "s3", "sns", "logs", "cloudwatch")
+
+
+def _warm_up(server: object) -> None:
+    from moto.core.utils import get_service_model
+
+    app = getattr(getattr(server, "_server", None), "app", None)
+    for service in WARM_SERVICES:
+        with contextlib.suppress(Exception):
+            if app is not None:
+                with app.lock:
+                    if service not in app.app_instances:
+                        app.app_instances[service] = app.create_app(service)
+            get_service_model(service)
+        if service == "dynamodb":
+            # An encrypted table's creation makes DynamoDB's default KMS key; set up moto's KMS backend
+            # (~0.1 s) now rather than inside the first CreateTable, which the other tables wait for.
+            with contextlib.suppress(Exception):
+                from moto.core import DEFAULT_ACCOUNT_ID
+                from moto.kms import kms_backends
+
+                kms_backends[DEFAULT_ACCOUNT_ID]["us-east-1"]  # looking it up creates it
+
+
+def _wait_parent_gone(stop: threading.Event) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        while sys.stdin.buffer.read(4096):
+            pass
+    stop.set()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
