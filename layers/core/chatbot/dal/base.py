@@ -10,7 +10,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -91,6 +91,37 @@ def is_expired(item: Mapping[str, Any], now: float | None = None) -> bool:
     return ttl is not None and int(ttl) <= (now if now is not None else time.time())
 
 
+def read_page(
+    fetch: Callable[[Item | None, int], Mapping[str, Any]],
+    *,
+    cursor: str | None,
+    limit: int,
+    key_of: Callable[[Item], Item],
+) -> Page:
+    """Up to `limit` live items from the responses of `fetch(start_key, items_so_far)` (a query or a scan),
+    reading on while responses end short of `limit`; the cursor is the key (`key_of`) of the last item
+    returned, or DynamoDB's own where the read stopped at the end of a response."""
+    items: list[Item] = []
+    start = decode_cursor(cursor)
+    last_key: Item | None = None
+    while True:
+        resp = fetch(start, len(items))
+        for raw in resp.get("Items", []):
+            if is_expired(raw):
+                continue
+            items.append(to_python(raw))
+            if len(items) == limit:
+                last_key = key_of(raw)
+                break
+        else:
+            last_key = resp.get("LastEvaluatedKey")
+            start = last_key
+            if last_key and len(items) < limit:
+                continue
+        break
+    return Page(items=items, next_cursor=encode_cursor(last_key))
+
+
 class Repository:
     """Storage-only access to one table. Subclasses add domain-level methods on top of these."""
 
@@ -133,14 +164,12 @@ class Repository:
         filter_expression: ConditionBase | None = None,
     ) -> Page:
         """One page of a query. With a filter, keeps reading until `limit` matches or the end."""
-        items: list[Item] = []
-        start = decode_cursor(cursor)
-        last_key: Item | None = None
-        while True:
+
+        def fetch(start: Item | None, collected: int) -> Item:
             kwargs: dict[str, Any] = {
                 "KeyConditionExpression": key_condition,
                 "ScanIndexForward": not newest_first,
-                "Limit": limit - len(items) if filter_expression is None else max(limit, 25),
+                "Limit": limit - collected if filter_expression is None else max(limit, 25),
             }
             if index:
                 kwargs["IndexName"] = index
@@ -149,53 +178,44 @@ class Repository:
             if start:
                 kwargs["ExclusiveStartKey"] = start
             with self._translate():
-                resp = self.table.query(**kwargs)
-            for raw in resp.get("Items", []):
-                if is_expired(raw):
-                    continue
-                items.append(to_python(raw))
-                if len(items) == limit:
-                    last_key = self._key_of(raw, index)
-                    break
-            else:
-                last_key = resp.get("LastEvaluatedKey")
-                start = last_key
-                if last_key and len(items) < limit:
-                    continue
-            break
-        return Page(items=items, next_cursor=encode_cursor(last_key))
+                return self.table.query(**kwargs)
+
+        return read_page(fetch, cursor=cursor, limit=limit, key_of=lambda raw: self._key_of(raw, index))
 
     def query_all(self, key_condition: ConditionBase, *, index: str | None = None) -> Iterator[Item]:
-        start: Item | None = None
-        while True:
-            kwargs: dict[str, Any] = {"KeyConditionExpression": key_condition}
-            if index:
-                kwargs["IndexName"] = index
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            with self._translate():
-                resp = self.table.query(**kwargs)
+        request: dict[str, Any] = {"KeyConditionExpression": key_condition}
+        if index:
+            request["IndexName"] = index
+        for resp in self.query_responses(request):
             for raw in resp.get("Items", []):
                 if not is_expired(raw):
                     yield to_python(raw)
+
+    def count(
+        self,
+        key_condition: ConditionBase,
+        *,
+        index: str | None = None,
+        filter_expression: ConditionBase | None = None,
+    ) -> int:
+        request: dict[str, Any] = {"KeyConditionExpression": key_condition, "Select": "COUNT"}
+        if index:
+            request["IndexName"] = index
+        if filter_expression is not None:
+            request["FilterExpression"] = filter_expression
+        return sum(resp["Count"] for resp in self.query_responses(request))
+
+    def query_responses(self, request: Mapping[str, Any]) -> Iterator[Item]:
+        """Every response of the query `request` (Query's arguments), following `LastEvaluatedKey`."""
+        kwargs = dict(request)
+        while True:
+            with self._translate():
+                resp = self.table.query(**kwargs)
+            yield resp
             start = resp.get("LastEvaluatedKey")
             if not start:
                 return
-
-    def count(self, key_condition: ConditionBase, *, index: str | None = None) -> int:
-        total, start = 0, None
-        while True:
-            kwargs: dict[str, Any] = {"KeyConditionExpression": key_condition, "Select": "COUNT"}
-            if index:
-                kwargs["IndexName"] = index
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            with self._translate():
-                resp = self.table.query(**kwargs)
-            total += resp["Count"]
-            start = resp.get("LastEvaluatedKey")
-            if not start:
-                return total
+            kwargs["ExclusiveStartKey"] = start
 
     # -- writes ------------------------------------------------------------------------------------------
     def put_new(self, item: Item) -> Item:

@@ -148,7 +148,9 @@ class JobRepository(Repository):
     def count_status(self, status: str, *, job_type: str | None = None) -> int:
         if job_type is None:
             return self.count(Key("gsi1pk").eq(status_pk(status)), index="gsi1")
-        return self._count(Key("gsi2pk").eq(type_pk(job_type)), "gsi2", Attr("status").eq(status))
+        return self.count(
+            Key("gsi2pk").eq(type_pk(job_type)), index="gsi2", filter_expression=Attr("status").eq(status)
+        )
 
     # -- jobs: writes ------------------------------------------------------------------------------------
     def create_job(self, job: Mapping[str, Any]) -> Item:
@@ -337,21 +339,16 @@ class JobRepository(Repository):
             key = key & sk.lt(before)
         elif after:
             key = key & sk.gte(after)
+        request: dict[str, Any] = {
+            "IndexName": index,
+            "KeyConditionExpression": key,
+            "ScanIndexForward": False,
+            "Limit": limit + 1 if filter_expression is None else max(limit + 1, 50),
+        }
+        if filter_expression is not None:
+            request["FilterExpression"] = filter_expression
         items: list[Item] = []
-        start: Item | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "IndexName": index,
-                "KeyConditionExpression": key,
-                "ScanIndexForward": False,
-                "Limit": limit + 1 if filter_expression is None else max(limit + 1, 50),
-            }
-            if filter_expression is not None:
-                kwargs["FilterExpression"] = filter_expression
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            with self._translate():
-                resp = self.table.query(**kwargs)
+        for resp in self.query_responses(request):
             for raw in resp.get("Items", []):
                 # `between` includes its upper end; the cursor's own item was already returned.
                 if is_expired(raw) or (before is not None and raw[f"{index}sk"] >= before):
@@ -361,27 +358,7 @@ class JobRepository(Repository):
                 items.append(item)
                 if len(items) > limit:
                     return items[:limit], True
-            start = resp.get("LastEvaluatedKey")
-            if not start:
-                return items, False
-
-    def _count(self, key_condition: ConditionBase, index: str, filter_expression: ConditionBase) -> int:
-        total, start = 0, None
-        while True:
-            kwargs: dict[str, Any] = {
-                "IndexName": index,
-                "KeyConditionExpression": key_condition,
-                "FilterExpression": filter_expression,
-                "Select": "COUNT",
-            }
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            with self._translate():
-                resp = self.table.query(**kwargs)
-            total += resp["Count"]
-            start = resp.get("LastEvaluatedKey")
-            if not start:
-                return total
+        return items, False
 
     @staticmethod
     def _cursor_bound(cursor: str | None) -> str | None:

@@ -12,16 +12,7 @@ from typing import Any
 from boto3.dynamodb.conditions import ConditionBase
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chatbot.dal.base import (
-    Item,
-    Page,
-    Repository,
-    decode_cursor,
-    encode_cursor,
-    is_expired,
-    to_dynamo,
-    to_python,
-)
+from chatbot.dal.base import Item, Page, Repository, read_page, to_dynamo
 from chatbot.errors import BadRequest, PersistenceError
 
 CONDITION_FAILED = "ConditionalCheckFailed"
@@ -74,35 +65,21 @@ def scan_page(
     For small tables of configuration (agents, prompts, vector stores) whose listings need no order an
     index would give; the cursor is the key of the last item returned.
     """
-    items: list[Item] = []
-    start = decode_cursor(cursor)
-    last_key: Item | None = None
-    while True:
+
+    def fetch(start: Item | None, _collected: int) -> Item:
         kwargs: dict[str, Any] = {"FilterExpression": filter_expression, "Limit": max(limit, 50)}
         if start:
             kwargs["ExclusiveStartKey"] = start
         try:
-            resp = repo.table.scan(**kwargs)
+            return repo.table.scan(**kwargs)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ValidationException":
                 raise BadRequest("Invalid pagination cursor", code="invalid_cursor") from exc
             raise PersistenceError() from exc
         except BotoCoreError as exc:
             raise PersistenceError() from exc
-        for raw in resp.get("Items", []):
-            if is_expired(raw):
-                continue
-            items.append(to_python(raw))
-            if len(items) == limit:
-                last_key = {"pk": raw["pk"], "sk": raw["sk"]}
-                break
-        else:
-            last_key = resp.get("LastEvaluatedKey")
-            start = last_key
-            if last_key and len(items) < limit:
-                continue
-        break
-    return Page(items=items, next_cursor=encode_cursor(last_key))
+
+    return read_page(fetch, cursor=cursor, limit=limit, key_of=lambda raw: {"pk": raw["pk"], "sk": raw["sk"]})
 
 
 def update_op(

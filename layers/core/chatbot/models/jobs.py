@@ -70,6 +70,12 @@ class Job(BaseModel):
     def public(self) -> JobPublic:
         return JobPublic.model_validate(self.model_dump())
 
+    def errors_with(self, error: str, *, at: str) -> list[dict[str, Any]]:
+        """The stored error history with this attempt's `error` added, oldest dropped past the bound."""
+        history = [e.model_dump() for e in self.errors]
+        history.append({"attempt": self.attempts, "error": error, "at": at})
+        return history[-MAX_ERROR_HISTORY:]
+
 
 class JobPublic(BaseModel):
     """What the admin API shows of a job (no claim tokens or message ids)."""

@@ -35,7 +35,6 @@ from chatbot.config import Settings
 from chatbot.dal.base import ttl_after
 from chatbot.errors import Conflict, NotFound, ServiceUnavailable
 from chatbot.models.jobs import (
-    MAX_ERROR_HISTORY,
     DlqEntry,
     DlqList,
     DlqListQuery,
@@ -169,19 +168,17 @@ class DlqService:
             f"{job.status} (the worker crashed or timed out)"
         )
         now = clock.iso()
-        history = [e.model_dump() for e in job.errors]
-        history.append({"attempt": job.attempts, "error": error, "at": now})
         result = self.repo.transition(
             job.id,
             condition=Attr("version").eq(job.version) & Attr("status").eq(job.status),
             sets={
                 "status": "dead",
                 "last_error": error,
-                "errors": history[-MAX_ERROR_HISTORY:],
+                "errors": job.errors_with(error, at=now),
                 "finished_at": now,
                 "updated_at": now,
                 "dead_message_id": message.message_id,
-                "ttl": ttl_after(self.settings.job_retention_days * 86400),
+                "ttl": self.jobs.finished_ttl(),
             },
             removes=("lease_until", "claim_id"),
         )

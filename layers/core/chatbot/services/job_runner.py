@@ -47,8 +47,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from chatbot import aws, clock
-from chatbot.dal.base import ttl_after
-from chatbot.models.jobs import MAX_ERROR_HISTORY, MAX_ERROR_LENGTH, Job
+from chatbot.models.jobs import MAX_ERROR_LENGTH, Job
 from chatbot.observability import get_logger, log_event, redact
 from chatbot.services.job_types import REGISTRY, JobContext, JobType, get_job_type
 from chatbot.services.jobs import JobService, get_job_service
@@ -338,29 +337,17 @@ class JobRunner:
     # -- outcomes ------------------------------------------------------------------------------------------
     def _completed(self, job: Job, result: dict[str, Any], duration_ms: int) -> None:
         now = clock.iso()
-        done = self.repo.transition(
-            job.id,
-            condition=Attr("status").eq("running") & Attr("claim_id").eq(job.claim_id or ""),
-            sets={
+        self._end_attempt(
+            job,
+            {
                 "status": "completed",
                 "result": result,
                 "finished_at": now,
                 "updated_at": now,
-                "ttl": ttl_after(self.settings.job_retention_days * 86400),
+                "ttl": self.service.finished_ttl(),
             },
-            removes=("lease_until", "claim_id"),
-            returns="NONE",
+            lost="before it completed here",
         )
-        if not done.ok:
-            log_event(
-                logger,
-                "job_claim_lost",
-                level="warning",
-                job_id=job.id,
-                job_type=job.type,
-                attempt=job.attempts,
-            )
-            raise ClaimLost(f"job {job.id} was claimed by another worker before it completed here")
         log_event(
             logger,
             "job_completed",
@@ -373,18 +360,19 @@ class JobRunner:
     def _failed(self, message: JobMessage, job: Job, exc: Exception, duration_ms: int) -> None:
         error = _error_text(exc)
         now = clock.iso()
-        history = [e.model_dump() for e in job.errors]
-        history.append({"attempt": job.attempts, "error": error, "at": now})
-        history = history[-MAX_ERROR_HISTORY:]
         final = job.attempts >= job.max_attempts
-        sets: dict[str, Any] = {"last_error": error, "errors": history, "updated_at": now}
+        sets: dict[str, Any] = {
+            "last_error": error,
+            "errors": job.errors_with(error, at=now),
+            "updated_at": now,
+        }
         if final:
             delay = 0
             sets.update(
                 status="dead",
                 finished_at=now,
                 dead_message_id=message.message_id,
-                ttl=ttl_after(self.settings.job_retention_days * 86400),
+                ttl=self.service.finished_ttl(),
             )
         else:
             delay = backoff_seconds(
@@ -394,23 +382,7 @@ class JobRunner:
                 self._rand,
             )
             sets.update(status="queued", available_at=clock.iso(clock.now() + timedelta(seconds=delay)))
-        done = self.repo.transition(
-            job.id,
-            condition=Attr("status").eq("running") & Attr("claim_id").eq(job.claim_id or ""),
-            sets=sets,
-            removes=("lease_until", "claim_id"),
-            returns="NONE",
-        )
-        if not done.ok:
-            log_event(
-                logger,
-                "job_claim_lost",
-                level="warning",
-                job_id=job.id,
-                job_type=job.type,
-                attempt=job.attempts,
-            )
-            raise ClaimLost(f"job {job.id} was claimed by another worker before its failure was recorded")
+        self._end_attempt(job, sets, lost="before its failure was recorded")
         if final:
             log_event(
                 logger,
@@ -435,6 +407,27 @@ class JobRunner:
                 retry_in_seconds=delay,
             )
         self._set_visibility(message, delay)
+
+    def _end_attempt(self, job: Job, sets: dict[str, Any], *, lost: str) -> None:
+        """Record how this attempt ended, conditional on our claim; ClaimLost when another worker took the
+        job meanwhile (its lease ran out), whose outcome then stands."""
+        done = self.repo.transition(
+            job.id,
+            condition=Attr("status").eq("running") & Attr("claim_id").eq(job.claim_id or ""),
+            sets=sets,
+            removes=("lease_until", "claim_id"),
+            returns="NONE",
+        )
+        if not done.ok:
+            log_event(
+                logger,
+                "job_claim_lost",
+                level="warning",
+                job_id=job.id,
+                job_type=job.type,
+                attempt=job.attempts,
+            )
+            raise ClaimLost(f"job {job.id} was claimed by another worker {lost}")
 
     # -- SQS -----------------------------------------------------------------------------------------------
     def batch_lease_until(self, remaining_seconds: float | None) -> float:

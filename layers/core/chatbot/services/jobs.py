@@ -238,7 +238,7 @@ class JobService:
                 "finished_at": now,
                 "updated_at": now,
                 "last_error": "Job cancelled by admin",
-                "ttl": self._finished_ttl(),
+                "ttl": self.finished_ttl(),
             },
         )
         if not result.ok:
@@ -372,7 +372,7 @@ class JobService:
             if stored.get(name) is not None:
                 sets[name] = stored[name]
         if before.status in FINISHED_STATUSES:
-            sets["ttl"] = self._finished_ttl()
+            sets["ttl"] = self.finished_ttl()
         result = self.repo.transition(
             before.id,
             condition=Attr("version").eq(after.version),
@@ -382,7 +382,8 @@ class JobService:
         if not result.ok:
             logger.warning("job changed before its redispatch could be undone", extra={"job_id": before.id})
 
-    def _finished_ttl(self) -> int:
+    def finished_ttl(self) -> int:
+        """The `ttl` of a job that has finished (completed, dead or cancelled)."""
         return ttl_after(self.settings.job_retention_days * 86400)
 
 
