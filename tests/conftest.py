@@ -138,3 +138,9 @@ def local_stack(
         yield _local_stack_process
     finally:
         reset_caches()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run minutes-long tests first: under `-n 2` one worker carries them while the other runs the rest,
+    instead of the suite waiting for them at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("long_running") is None)

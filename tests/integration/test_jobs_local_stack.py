@@ -140,6 +140,7 @@ def test_the_same_message_delivered_twice_runs_the_job_once(stack):
 
 
 @pytest.mark.timeout(300)
+@pytest.mark.long_running
 def test_a_thousand_jobs_with_injected_faults(stack):
     """20 % fail once, 5 % fail every attempt, 2 % crash their worker once: afterwards every job is completed
     or dead, none ran to completion twice, and every dead job is listed by list_dlq."""
