@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 
@@ -75,9 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         stack_name=args.stack_name,
         parameters=dict(args.parameter),
     )
-    stop = threading.Event()
+    # The handlers only record the signal. Not threading.Event.set(): a second signal arriving quickly (a
+    # double Ctrl-C; a SIGTERM to make's whole process group) runs the handler inside its first run, and
+    # Event.set() would then wait forever for the lock that first run holds.
+    signals: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda signum, _frame: signals.append(signum))
     try:
         stack.start()
     except StartupError as exc:
@@ -96,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
 
         threading.Thread(target=complete, daemon=True).start()
     try:
-        stop.wait()
+        while not signals:
+            # A short sleep, not an endless wait: Python runs handlers in the main thread only, and a signal
+            # the kernel gives to another thread does not interrupt a wait here.
+            time.sleep(0.2)
     finally:
         print("stopping the local stack ...", file=sys.stderr, flush=True)
         stack.stop()

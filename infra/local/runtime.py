@@ -94,9 +94,8 @@ class Runtime:
     def _import(self, spec: FunctionSpec) -> ModuleType:
         if spec.handler_file is None or not spec.handler_file.is_file():
             raise FunctionNotFound(f"{spec.logical_id}: handler file {spec.handler_file} not found")
-        existing = sys.modules.get(spec.module)
-        if existing is not None and _same_file(getattr(existing, "__file__", None), spec.handler_file):
-            return existing
+        # No shortcut through sys.modules: a module another thread is still importing is already there,
+        # half initialized; import_module returns a module already imported and waits for one in progress.
         if str(self.root) not in sys.path:
             sys.path.insert(0, str(self.root))
         started = time.perf_counter()

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from infra.local.harness import StackProcess
+from infra.local.pollers import DEFAULT_WAIT_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
 VISIBILITY_TIMEOUT = 8
@@ -49,6 +50,9 @@ def job_stack(
                 QueueUrl=os.environ["JOBS_QUEUE_URL"],
                 Attributes={"VisibilityTimeout": str(visibility_timeout)},
             )
+            # A receive already waiting (the pollers long-poll up to DEFAULT_WAIT_SECONDS) applies the
+            # timeout it read when it started (moto reads it then); let those end before the tests send.
+            time.sleep(DEFAULT_WAIT_SECONDS + 0.5)
         yield stack
     finally:
         os.environ.clear()

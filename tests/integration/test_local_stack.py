@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import boto3
 import httpx
 import pytest
 
-from infra.local.emulator import free_port
+from infra.local.emulator import Emulator, free_port
 from infra.local.pollers import QueuePoller
 from infra.local.provision import DATA_TYPES, provision
 from infra.local.runtime import Runtime
@@ -129,6 +130,26 @@ def test_provision_creates_every_template_resource_in_the_emulator(emulator_env)
     assert {lid: r.physical_id for lid, r in again.resources.items()} == {
         lid: r.physical_id for lid, r in stack.resources.items()
     }
+
+
+@pytest.mark.slow
+def test_emulator_translates_a_cold_template_into_the_cache_before_it_serves(tmp_path, monkeypatch):
+    # Given an empty template cache
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("LOCAL_CACHE_DIR", str(cache))
+
+    # When the emulator is launched with the template to translate (what a cold `make run` does)
+    emulator = Emulator(port=0)
+    emulator.launch(translate=(TEMPLATE, {"Stage": "local"}, "us-east-1"))
+    try:
+        # Then it announces the translated template, which is in the cache, and then serves as usual
+        assert emulator.wait_translated(60)
+        (cached,) = cache.glob("template-*.json")
+        assert "AWS::Lambda::Function" in cached.read_text()
+        emulator.wait_ready()
+        assert httpx.get(f"{emulator.url}/moto-api/").status_code in (200, 404)
+    finally:
+        emulator.stop()
 
 
 # -- SQS pollers ------------------------------------------------------------------------------------
@@ -271,6 +292,39 @@ def test_cli_port_in_use_prints_one_line():
     assert (
         _one_error_line(result) == f"error: port {port} on 127.0.0.1 is already in use (gateway; try --port)"
     )
+
+
+@pytest.mark.slow
+def test_cli_stops_with_its_emulator_on_repeated_sigterms(tmp_path):
+    # Given `python -m infra.local` serving
+    ready = tmp_path / "ready.json"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "LOCAL_SCHEDULES": "off"}
+    env.pop("AWS_ENDPOINT_URL", None)
+    args = ["--port", "0", "--emulator-port", "0", "--ready-file", str(ready)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infra.local", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        info = _wait(lambda: json.loads(ready.read_text()) if ready.exists() else None, timeout=60)
+
+        # When SIGTERM comes again and again (a double Ctrl-C; make's whole process group signalled)
+        for _ in range(10):
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.002)
+
+        # Then it stops, and its emulator (in a session of its own) with it. A handler run inside another
+        # used to hang it; that race is rare, so this guards the behaviour rather than reproducing it.
+        assert proc.wait(20) == 0
+        with pytest.raises(httpx.TransportError):
+            httpx.get(info["emulator_url"], timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 # -- the whole stack ---------------------------------------------------------------------------------
