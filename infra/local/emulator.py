@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     from moto.server import ThreadedMotoServer
 
-    serialise_dynamodb_writes()
+    serialise_dynamodb()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     _, port = server.get_host_and_port()
@@ -316,19 +316,13 @@ def _translate(template: str, parameters: dict[str, Any], region: str) -> None:
 
 
 # DynamoDB applies each write atomically and isolates transactions; moto checks a write's condition and then
-# writes without a lock, and undoes a cancelled TransactWriteItems by restoring a copy of the whole table
-# (erasing what other requests wrote meanwhile). Under the threaded server, two concurrent conditional
-# writes could both succeed (two default agents, a job claimed twice), so writes are applied one at a time.
-DYNAMODB_WRITES = frozenset(
-    {
-        "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems",
-        "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
-    }
-)  # fmt: skip
-
-
-def serialise_dynamodb_writes() -> None:
-    """Make moto's DynamoDB apply one write request at a time (reads stay concurrent); idempotent."""
+# writes without a lock, applies an update's actions one by one, and undoes a cancelled TransactWriteItems by
+# restoring a copy of the whole table (erasing what other requests wrote meanwhile). Under the threaded
+# server, two concurrent conditional writes could both succeed (two default agents, a job claimed twice), a
+# read could see half an update, and a query could iterate a partition while a write resizes it. moto's
+# DynamoDB is pure Python under one interpreter lock anyway, so applying requests one at a time costs nothing.
+def serialise_dynamodb() -> None:
+    """Make moto's DynamoDB handle one request at a time; idempotent."""
     from moto.dynamodb.responses import DynamoHandler
 
     original = DynamoHandler.call_action
@@ -337,10 +331,8 @@ def serialise_dynamodb_writes() -> None:
     lock = threading.Lock()
 
     def call_action(self: DynamoHandler) -> object:
-        if self._get_action() in DYNAMODB_WRITES:
-            with lock:
-                return original(self)
-        return original(self)
+        with lock:
+            return original(self)
 
     call_action.serialised = True  # type: ignore[attr-defined]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]

@@ -15,8 +15,7 @@ from tests.integration.chat_support import chat_api_key, client, new_agent, open
 
 def settled(usage: UsageService, scope: str, ident: str, *, requests: int, timeout: float = 15.0) -> dict:
     """The ledger once `requests` requests are recorded and no reservation is left (usage is written after
-    the response). The emulator applies an update's ADDs one by one, so a read can see half of one: wait
-    for two equal reads in which the ledger adds up."""
+    the response): wait for two equal reads in which the ledger adds up."""
     deadline = time.monotonic() + timeout
     previous = None
     while True:
@@ -42,11 +41,6 @@ def ask(local_stack, agent_id: str) -> tuple[int, dict]:
     return response.status_code, response.json() | {"retry-after": response.headers.get("retry-after")}
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known flake under load: a few concurrent requests sometimes answer neither 200 nor 429 "
-    "(same suspected emulator write race as the per-IP rate-limit test); under investigation",
-)
 def test_quota_concurrent_requests_overshoot_by_at_most_one_request(local_stack):
     usage = UsageService()
     # Given the tokens one request costs (measured on a twin agent: same settings, no quota)

@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from chatbot import aws
 from chatbot.errors import BadRequest, Conflict, NotFound, PersistenceError
+from chatbot.observability import get_logger, log_event
 
 Item = dict[str, Any]
 
@@ -331,6 +332,9 @@ class _ConditionFailed(Exception):
         self.old_item = old_item
 
 
+_logger = get_logger("storage")
+
+
 class _Translate:
     """Turns botocore errors into domain errors, once, at the repository boundary."""
 
@@ -353,6 +357,11 @@ class _Translate:
             if code == "TransactionCanceledException":
                 raise Conflict(f"{self.entity} changed concurrently", code="transaction_conflict") from None
             if code == "ValidationException":
+                # Caused by the input (an item over 400 KB, say); DynamoDB's message names no values.
+                log_event(
+                    _logger, "storage_request_invalid", "warning", entity=self.entity,
+                    reason=exc.response.get("Error", {}).get("Message", ""),
+                )  # fmt: skip
                 raise BadRequest("Invalid request for storage", code="invalid_storage_request") from exc
             raise PersistenceError() from exc
         if isinstance(exc, BotoCoreError):
