@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -279,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     from moto.server import ThreadedMotoServer
 
     serialise_dynamodb()
+    skip_per_request_rework()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
     _, port = server.get_host_and_port()
@@ -336,6 +338,40 @@ def serialise_dynamodb() -> None:
 
     call_action.serialised = True  # type: ignore[attr-defined]
     DynamoHandler.call_action = call_action  # type: ignore[method-assign]
+
+
+def skip_per_request_rework() -> None:
+    """Cache what moto recomputes on every request without need; idempotent.
+
+    Under load these dominated the emulator's CPU per job: finding a request's service lists moto's package
+    folder and tries hundreds of URL patterns, holding the lock every request takes; and ReceiveMessage
+    builds every attribute of the queue again for each message it looks at, to read one number; and each
+    UpdateItem parses its expression again (our repositories send a handful of distinct ones; the validator
+    works on its own deep copy of the parsed tree, so sharing one is safe)."""
+    from moto.core.utils import unix_time
+    from moto.dynamodb.models import UpdateExpressionParser
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+    from moto.sqs.models import SQSBackend
+
+    lookup = DomainDispatcherApplication.get_backend_for_host
+    if getattr(lookup, "cached", False):
+        return
+    backends: dict[str | None, Any] = {}
+
+    def get_backend_for_host(self: DomainDispatcherApplication, host: str | None) -> Any:
+        if host not in backends:
+            backends[host] = lookup(self, host)
+        return backends[host]
+
+    def is_message_valid_based_on_retention_period(self: SQSBackend, queue_name: str, message: Any) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return retention + message.sent_timestamp / 1000 > unix_time()
+
+    parse_update = UpdateExpressionParser.make
+    UpdateExpressionParser.make = staticmethod(functools.lru_cache(maxsize=512)(parse_update))  # type: ignore[method-assign]
+    get_backend_for_host.cached = True  # type: ignore[attr-defined]
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
+    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
 
 
 # The services the template uses: moto builds each service's app and parses its model on the first
