@@ -10,6 +10,7 @@ thread.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import logging
@@ -172,6 +173,7 @@ class Runtime:
         spec = self.spec(function)
         handler = self.handler(function)
         ctx = context or self.context(function)
+        _give_thread_an_event_loop()
         started = time.perf_counter()
         try:
             return handler(event, ctx)
@@ -185,6 +187,15 @@ class Runtime:
                     elapsed,
                     spec.timeout,
                 )
+
+
+def _give_thread_an_event_loop() -> None:
+    """Mangum asks for the current event loop, which Lambda's main thread has and worker threads lack."""
+    policy = asyncio.get_event_loop_policy()
+    try:
+        policy.get_event_loop()
+    except RuntimeError:
+        policy.set_event_loop(policy.new_event_loop())
 
 
 def _same_file(a: str | None, b: Path) -> bool:

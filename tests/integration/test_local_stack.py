@@ -423,3 +423,11 @@ def test_local_stack_fires_schedules_and_serves_lambda_invoke(local_stack):
     reply = lam.invoke(FunctionName=local_stack.stack.functions["MetricsPushFunction"].name, Payload=b"{}")
     assert reply["StatusCode"] == 200 and "FunctionError" not in reply
     assert isinstance(json.loads(reply["Payload"].read()), dict)
+
+    # ... including the HTTP functions (Mangum), which ask for an event loop the invoking thread lacks.
+    health = json.loads((Path(__file__).parents[2] / "events/admin/health_public.json").read_text())
+    name = local_stack.stack.functions["AdminFunction"].name
+    reply = lam.invoke(FunctionName=name, Payload=json.dumps(health).encode())
+    answer = json.loads(reply["Payload"].read())
+    assert "FunctionError" not in reply, answer
+    assert answer["statusCode"] == 200 and json.loads(answer["body"])["status"] in ("ok", "degraded")
