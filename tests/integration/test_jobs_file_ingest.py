@@ -149,3 +149,20 @@ def test_file_ingest_upstream_errors_are_retried(fake):
 
     done = jobs.get(job.id)
     assert done.status == "completed" and done.attempts == 2 and "500" in done.errors[0].error
+
+
+def test_file_ingest_that_dies_marks_the_file_failed_with_its_last_error(fake):
+    _store_and_file(fake)
+    # Every attempt's upload fails (three attempts, each after the SDK's own retries).
+    fake.queue_faults(*["500"] * 12, path="/v1/files")
+    jobs = JobService()
+
+    job = jobs.enqueue(
+        "file_ingest",
+        {"vector_store_id": "vs_1", "file_id": "f_1", "file_data": base64.b64encode(b"x").decode()},
+    )
+    _run_until(lambda: jobs.get(job.id).status == "dead")
+
+    file = _file()
+    assert file["status"] == "failed"
+    assert file["error_message"] == jobs.get(job.id).last_error and "500" in file["error_message"]

@@ -221,20 +221,30 @@ class JobRunner:
                 raise ValueError(
                     f"Invalid payload for job type {job.type}: {exc.error_count()} error(s)"
                 ) from None
-            ctx = JobContext(
-                job=job,
-                enqueue=self.service.follow_up,
-                jobs_repo=self.repo,
-                openai_factory=self._factories.get("openai"),
-                vector_stores_factory=self._factories.get("vector_stores"),
-                webhook_events_factory=self._factories.get("webhook_events"),
-            )
-            result = spec.run(ctx, payload) or {}
+            result = spec.run(self._context(job), payload) or {}
         except Exception as exc:
             self._failed(message, job, exc, _ms_since(started))
             raise JobAttemptFailed(_error_text(exc)) from exc
         self._completed(job, result, _ms_since(started))
         return {"outcome": "completed", "job_id": job.id, "attempt": job.attempts}
+
+    def _context(self, job: Job) -> JobContext:
+        return JobContext(
+            job=job,
+            enqueue=self.service.follow_up,
+            jobs_repo=self.repo,
+            openai_factory=self._factories.get("openai"),
+            vector_stores_factory=self._factories.get("vector_stores"),
+            webhook_events_factory=self._factories.get("webhook_events"),
+        )
+
+    def _after_death(self, job: Job, error: str) -> None:
+        try:
+            spec = self._job_type(job.type)
+            if spec.on_dead is not None:
+                spec.on_dead(self._context(job), spec.parse(job.payload), error)
+        except Exception as exc:  # noqa: BLE001 - the job is dead either way; say why its hook failed
+            log_event(logger, "job_dead_hook_failed", level="error", job_id=job.id, error=_error_text(exc))
 
     def _job_type(self, name: str) -> JobType[Any]:
         if self.registry is REGISTRY:
@@ -384,6 +394,7 @@ class JobRunner:
             sets.update(status="queued", available_at=clock.iso(clock.now() + timedelta(seconds=delay)))
         self._end_attempt(job, sets, lost="before its failure was recorded")
         if final:
+            self._after_death(job, error)
             log_event(
                 logger,
                 "job_dead",

@@ -108,6 +108,9 @@ class JobType(Generic[P]):
     payload_model: type[P]
     run: Callable[[JobContext, P], dict[str, Any] | None]
     description: str = ""
+    # Called once when the job dies (its last attempt failed), with the last error: lets the job type show
+    # the failure where its users look, e.g. a vector store file's status.
+    on_dead: Callable[[JobContext, P, str], None] | None = None
 
     def parse(self, payload: dict[str, Any]) -> P:
         return self.payload_model.model_validate(payload)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from chatbot import aws, clock
 from chatbot.config import get_settings
-from chatbot.errors import Conflict
+from chatbot.errors import Conflict, NotFound
 from chatbot.services.job_types.base import JobContext, JobFailed, JobType
 from chatbot.services.job_types.vector_store_file_poll import poll_job_id
 
@@ -109,9 +109,21 @@ def _file_bytes(payload: FileIngestPayload) -> bytes:
     raise JobFailed("The file has no upstream id and the job carries no content (file_data or s3_key)")
 
 
+def mark_file_failed(ctx: JobContext, payload: FileIngestPayload, error: str) -> None:
+    """The ingestion is given up: the file says so (unless it finished or was deleted meanwhile)."""
+    with contextlib.suppress(Conflict, NotFound):
+        ctx.vector_stores.update_file(
+            payload.vector_store_id,
+            payload.file_id,
+            {"status": "failed", "error_message": error[:1000], "updated_at": clock.iso()},
+            only_from_status=("pending", "in_progress"),
+        )
+
+
 JOB_TYPE = JobType(
     name="file_ingest",
     payload_model=FileIngestPayload,
     run=run,
+    on_dead=mark_file_failed,
     description="Upload a file to OpenAI if needed, attach it to its store and start polling ingestion.",
 )
