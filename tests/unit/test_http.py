@@ -215,6 +215,18 @@ def test_lambda_event_gives_request_id_and_source_ip():
     assert result["headers"]["x-request-id"] == "req-from-gateway"
 
 
+def test_source_ip_behind_the_web_adapter_comes_from_its_request_context_header(client, monkeypatch):
+    context = json.dumps({"http": {"sourceIp": "198.51.100.7"}, "requestId": "r"})
+    headers = {"x-amzn-request-context": context, "X-Forwarded-For": "1.2.3.4"}
+
+    # Not behind the adapter: the header is the client's own and ignored
+    assert client.get("/whoami", headers=headers).json()["ip"] == "testclient"
+
+    monkeypatch.setenv("AWS_LWA_INVOKE_MODE", "response_stream")
+    assert client.get("/whoami", headers=headers).json()["ip"] == "198.51.100.7"
+    assert client.get("/whoami", headers={"x-amzn-request-context": "{not json"}).json()["ip"] == "testclient"
+
+
 # -- body limit ---------------------------------------------------------------------------------------------
 def test_body_within_limit_passes(client):
     assert client.post("/echo-size", content=b"x" * LIMIT).json() == {"size": LIMIT}

@@ -20,6 +20,7 @@ never X-Forwarded-For, which any client can forge), `request_id(request)`, and t
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -209,10 +210,24 @@ def _aws_event(scope: Scope) -> dict[str, Any]:
 # -- request helpers and dependencies ----------------------------------------------------------------------
 def source_ip(request: Request) -> str:
     """The caller's address as API Gateway saw it; X-Forwarded-For is never trusted."""
-    http = (_aws_event(request.scope).get("requestContext") or {}).get("http") or {}
-    if http.get("sourceIp"):
-        return str(http["sourceIp"])
+    context = _aws_event(request.scope).get("requestContext") or _web_adapter_context(request)
+    address = (context.get("http") or {}).get("sourceIp") or (context.get("identity") or {}).get("sourceIp")
+    if address:
+        return str(address)
     return request.client.host if request.client else "unknown"
+
+
+def _web_adapter_context(request: Request) -> dict[str, Any]:
+    """Behind the Lambda Web Adapter (the streaming deployment) the request context arrives as a header that
+    the adapter sets from the invocation event itself, replacing any header of that name the client sent;
+    elsewhere the header is the client's own and ignored."""
+    if not os.environ.get("AWS_LWA_INVOKE_MODE"):
+        return {}
+    try:
+        context = json.loads(request.headers.get("x-amzn-request-context") or "{}")
+    except ValueError:
+        return {}
+    return context if isinstance(context, dict) else {}
 
 
 def request_id(request: Request) -> str:
