@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from chatbot.config import get_settings
 from chatbot.dal.agents import AgentRepository
 from chatbot.dal.conversations import ConversationRepository
 from chatbot.errors import QuotaExceeded, RateLimited
@@ -124,6 +125,33 @@ async def test_upstream_429_then_success_is_retried_before_first_byte(service, f
 
     assert message_types(parse_frames(body))[-1] == "done"
     assert [r["fault"] for r in fake_openai.requests_to("/v1/responses")] == ["429", None]
+
+
+@pytest.mark.parametrize("streamed", [True, False])
+async def test_a_rotated_openai_key_is_picked_up_after_a_401_without_redeploy(
+    make_service, fake_openai, monkeypatch, streamed
+):
+    import boto3
+
+    # Given a container that read the OpenAI key from its secret, which an operator then replaced
+    monkeypatch.delenv("OPENAI_API_KEY")
+    secret_id = get_settings().openai_secret_id
+    secrets = boto3.client("secretsmanager")
+    secrets.create_secret(Name=secret_id, SecretString="sk-invalid-revoked")
+    service = make_service()
+    await service.gateway.client()
+    secrets.put_secret_value(SecretId=secret_id, SecretString="sk-rotated")
+
+    # When a chat's upstream call is refused with 401
+    if streamed:
+        frames = parse_frames(await stream_chat(service, message="hello", conversation_id="conv_key"))
+        outcome = message_types(frames)[-1]
+    else:
+        outcome = "done" if (await reply_chat(service, message="hello")).response else "error"
+
+    # Then the key is read again and the same request succeeds with the new one
+    assert outcome == "done"
+    assert len(fake_openai.requests_to("/v1/responses")) == 2
 
 
 async def test_upstream_503_exhausts_retries_then_error(make_service, fake_openai):

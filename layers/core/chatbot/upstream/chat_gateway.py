@@ -173,6 +173,7 @@ class ChatGateway:
         self._client = client
         self._clients: dict[int, AsyncOpenAI] = {}
         self._api_key: str | None = None
+        self._retired: list[AsyncOpenAI] = []
         self.logger = get_logger("chat")
 
     async def client(self) -> AsyncOpenAI:
@@ -191,10 +192,24 @@ class ChatGateway:
             self._clients = {loop_id: client}
         return client
 
+    async def _client_with_rotated_key(self) -> AsyncOpenAI | None:
+        """After a 401: a client with the key read again, if an operator has put a new one in the secret since
+        this container read it (so a rotated OpenAI key needs no redeploy); None when the key is unchanged."""
+        if self._client is not None:
+            return None
+        key = await asyncio.to_thread(_read_api_key, self.settings)
+        if key == self._api_key:
+            return None
+        self._api_key = key
+        self._retired += self._clients.values()  # requests in flight finish on the old client
+        self._clients = {}
+        log_event(self.logger, "upstream_key_reloaded")
+        return await self.client()
+
     async def aclose(self) -> None:
         """Close the upstream clients (connections) of this gateway."""
-        clients = [*self._clients.values()]
-        self._clients = {}
+        clients = [*self._clients.values(), *self._retired]
+        self._clients, self._retired = {}, []
         for client in clients:
             await client.close()
 
@@ -215,6 +230,7 @@ class ChatGateway:
         client = await self.client()
         attempt = 0
         emitted = False
+        key_checked = False
         while True:
             try:
                 async for event in self._stream_once(client, call):
@@ -226,6 +242,11 @@ class ChatGateway:
                 if emitted:
                     self._log_error(exc, call, attempt, getattr(exc, "status_code", None))
                     raise self._translate(exc, call) from None
+                if isinstance(exc, openai.AuthenticationError) and not key_checked:
+                    key_checked = True
+                    if fresh := await self._client_with_rotated_key():
+                        client = fresh
+                        continue
                 decision = self._after_failure(exc, call, attempt)
                 if isinstance(decision, UpstreamCall):
                     yield Notice(_notice_for(call, decision))
@@ -263,12 +284,18 @@ class ChatGateway:
         client = await self.client()
         attempt = 0
         notices: list[str] = []
+        key_checked = False
         while True:
             try:
                 reply = await self._complete_once(client, call)
                 reply.notices = notices
                 return reply
             except (openai.APIError, *_transport_errors()) as exc:
+                if isinstance(exc, openai.AuthenticationError) and not key_checked:
+                    key_checked = True
+                    if fresh := await self._client_with_rotated_key():
+                        client = fresh
+                        continue
                 decision = self._after_failure(exc, call, attempt)
                 if isinstance(decision, UpstreamCall):
                     notices.append(_notice_for(call, decision))
