@@ -280,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     from moto.server import ThreadedMotoServer
 
     serialise_dynamodb()
+    query_one_partition()
     skip_per_request_rework()
     server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
     server.start()
@@ -372,6 +373,38 @@ def skip_per_request_rework() -> None:
     get_backend_for_host.cached = True  # type: ignore[attr-defined]
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
     SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
+
+
+def query_one_partition() -> None:
+    """Make moto's Query read the partition it asks for instead of the whole table; idempotent.
+
+    moto gathers and sorts every item of the table for each Query, so a chat's history read (and any job
+    listing) got slower with every item the local stack had stored. A base-table query now looks at its own
+    partition, and an index query skips the sort (its results are sorted by the index keys afterwards).
+    Needs `serialise_dynamodb`: the per-call view is set on the table object while the query runs."""
+    from moto.dynamodb.models.table import Table
+
+    original = Table.query
+    if getattr(original, "one_partition", False):
+        return
+
+    def query(self: Table, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        if not self.range_key_attr:  # our tables all have one; keep moto's path for the others
+            return original(self, hash_key, *args, **kwargs)
+        if index_name is None:
+            partition = self.items.get(hash_key, {})
+            view = lambda: list(partition.values())  # noqa: E731
+        else:
+            view = lambda: [i for p in self.items.values() for i in p.values()]  # noqa: E731
+        self.all_items = view  # type: ignore[method-assign]
+        try:
+            return original(self, hash_key, *args, **kwargs)
+        finally:
+            del self.all_items
+
+    query.one_partition = True  # type: ignore[attr-defined]
+    Table.query = query  # type: ignore[method-assign]
 
 
 # The services the template uses: moto builds each service's app and parses its model on the first
