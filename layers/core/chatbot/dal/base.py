@@ -134,7 +134,9 @@ class Repository:
 
     @property
     def table(self) -> Any:
-        return (self._resource or aws.resource("dynamodb")).Table(self.table_name)
+        if self._resource is not None:
+            return self._resource.Table(self.table_name)
+        return aws.table(self.table_name)
 
     @property
     def client(self) -> Any:
