@@ -32,6 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from chatbot.config import Settings, get_settings
+from chatbot.dal.base import storable_number
 from chatbot.errors import BadRequest, ChatbotError, Forbidden, MethodNotAllowed, ValidationFailed
 from chatbot.http import request_id, source_ip, validation_details
 from chatbot.models.auth import Permission, Principal
@@ -120,6 +121,8 @@ class Action:
     # Methods the original also accepted, served on the legacy routes only: e.g. `delete_agent` is
     # `DELETE /admin/agents/{id}` in REST, and POST on `/admin-api.php?action=delete_agent` as before.
     legacy_methods: tuple[str, ...] = ()
+    # The handler answers with a `text/event-stream` StreamingResponse (documented as such).
+    stream: bool = False
 
     @property
     def summary(self) -> str:
@@ -155,6 +158,7 @@ class ActionTable:
         audit: str | None = None,
         errors: tuple[int, ...] = (),
         legacy_methods: tuple[str, ...] = (),
+        stream: bool = False,
     ) -> Callable[[Handler], Handler]:
         """Declare the decorated `handler(ctx, params, body)` as action `name` (see the package docstring)."""
         methods = (method,) if isinstance(method, str) else tuple(method)
@@ -179,6 +183,7 @@ class ActionTable:
                 audit=audit,
                 errors=errors,
                 legacy_methods=legacy_methods,
+                stream=stream,
             )
             return handler
 
@@ -309,7 +314,7 @@ class ActionTable:
                     if len(action.methods) == 1
                     else f"{action.name}_{method.lower()}",
                 }
-        paths.update(self._legacy_paths())
+        paths.update(self._legacy_paths(paths))
         paths.update(extra_paths or {})
         return {
             "openapi": "3.1.0",
@@ -328,7 +333,7 @@ class ActionTable:
             "security": [{"bearerAuth": []}],
         }
 
-    def _legacy_paths(self) -> dict[str, Any]:
+    def _legacy_paths(self, operations: dict[str, Any]) -> dict[str, Any]:
         names = sorted(self._actions)
         action_param = {"schema": {"type": "string", "enum": names}, "required": True}
         ids = [
@@ -340,9 +345,11 @@ class ActionTable:
             "route does (same permission, audit and responses). Ids come from the query string, bodies "
             "are JSON; 400 `unknown_action` for an unknown name, 405 when the method is not the action's."
         )
+        # Any action's statuses: the legacy routes answer exactly what the named action's route answers.
+        statuses = {int(s) for item in operations.values() for op in item.values() for s in op["responses"]}
         responses = {
-            "200": {"description": "The action's response"},
-            **_error_responses({400, 401, 403, 405, 429}),
+            **{str(s): {"description": "The action's response"} for s in sorted(statuses) if s < 400},
+            **_error_responses({s for s in statuses if s >= 400} | {400, 401, 403, 405, 429}),
         }
         out: dict[str, Any] = {}
         for path, where in ((LEGACY_PATHS[0], "query"), (LEGACY_PATHS[1], "path")):
@@ -394,7 +401,7 @@ def _parse_body(action: Action, body: bytes) -> BaseModel | None:
     payload: Any = {}
     if body.strip():
         try:
-            payload = json.loads(body)
+            payload = json.loads(body, parse_constant=_not_json)
         except ValueError:
             raise BadRequest("Invalid JSON in request body", code="invalid_json") from None
     if not isinstance(payload, dict):
@@ -403,9 +410,32 @@ def _parse_body(action: Action, body: bytes) -> BaseModel | None:
             details=[{"loc": ["body"], "msg": "Input should be an object", "type": "dict_type"}],
         )
     try:
-        return action.body.model_validate(payload)
+        model = action.body.model_validate(payload)
     except ValidationError as exc:
         raise ValidationFailed(details=_located("body", exc)) from None
+    # Values DynamoDB cannot store (1e-200, 40-digit integers, empty keys in free-form maps such as `meta`)
+    # would fail the write, or worse be stored and then fail every read of the item, with a 500.
+    unstorable = list(_unstorable(model.model_dump(), ["body"]))
+    if unstorable:
+        raise ValidationFailed(details=unstorable)
+    return model
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")  # json.loads accepts NaN and Infinity by default
+
+
+def _unstorable(value: Any, loc: list[Any]) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "":
+                yield {"loc": loc, "msg": "Keys must not be empty", "type": "empty_key"}
+            yield from _unstorable(item, [*loc, key])
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _unstorable(item, [*loc, index])
+    elif isinstance(value, int | float) and not isinstance(value, bool) and not storable_number(value):
+        yield {"loc": loc, "msg": "Number out of the storable range", "type": "number_range"}
 
 
 def _located(where: str, exc: ValidationError) -> list[dict[str, Any]]:
@@ -503,6 +533,7 @@ _ERROR_TEXT = {
     413: "Request body too large",
     422: "Validation failed; `error.details` lists the problems",
     429: "Rate limited; retry after `Retry-After` seconds",
+    500: "The operation failed (e.g. a token rotation step; the current token stays valid)",
     503: "A dependency is unavailable",
 }
 
@@ -552,9 +583,14 @@ def _operation(action: Action, refs: dict[Any, Any], schemas: dict[str, Any]) ->
     if parameters or action.body is not None:
         statuses.add(422)
     if action.body is not None:
-        statuses.add(400)
+        statuses.add(400)  # invalid JSON
+    if action.params is not None and "cursor" in action.params.model_fields:
+        statuses.add(400)  # invalid cursor
     if "{" in action.path:
         statuses.add(404)
+    content: dict[str, Any] = {"application/json": {"schema": envelope}}
+    if action.stream:
+        content = {"text/event-stream": {"schema": {"type": "string", "description": "Server-sent events"}}}
     operation: dict[str, Any] = {
         "summary": action.summary,
         "description": action.description,
@@ -563,10 +599,7 @@ def _operation(action: Action, refs: dict[Any, Any], schemas: dict[str, Any]) ->
         "x-legacy-action": action.name,
         "parameters": parameters,
         "responses": {
-            str(action.status_code): {
-                "description": "Success",
-                "content": {"application/json": {"schema": envelope}},
-            },
+            str(action.status_code): {"description": "Success", "content": content},
             **_error_responses(statuses),
         },
     }

@@ -12,11 +12,11 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr, ConditionBase
-from boto3.dynamodb.types import TypeDeserializer
+from boto3.dynamodb.types import DYNAMODB_CONTEXT, TypeDeserializer
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chatbot import aws
@@ -80,6 +80,16 @@ def to_dynamo(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_dynamo(v) for v in value]
     return value
+
+
+def storable_number(value: int | float) -> bool:
+    """Whether DynamoDB can store the number exactly: at most 38 digits, magnitude 1E-130 to 9.99E+125.
+    (boto3 raises on any other number, so inputs are checked against this before they reach a write.)"""
+    try:
+        DYNAMODB_CONTEXT.create_decimal(Decimal(str(value)) if isinstance(value, float) else value)
+    except DecimalException:
+        return False
+    return True
 
 
 def ttl_after(seconds: float) -> int:

@@ -51,6 +51,10 @@ class UsersRepository(Repository):
     def require_user(self, user_id: str, *, consistent: bool = False) -> Item:
         return self.require(**user_key(user_id), consistent=consistent)
 
+    def find_by_email(self, email: str) -> Item | None:
+        guard = self.get(**email_key(email), consistent=True)
+        return self.find(guard["user_id"], consistent=True) if guard else None
+
     def list_page(self, *, limit: int, cursor: str | None) -> Page:
         # Admin users are few: a filtered scan is cheaper than maintaining an index for them.
         return scan_page(self, Attr("sk").eq(USER_SK), limit=limit, cursor=cursor)

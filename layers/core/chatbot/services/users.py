@@ -12,7 +12,7 @@ from chatbot import clock
 from chatbot.config import Settings
 from chatbot.dal.base import Item
 from chatbot.dal.users import UsersRepository
-from chatbot.errors import BadRequest
+from chatbot.errors import BadRequest, Conflict
 from chatbot.models.auth import AdminUser, Principal, Role, UserCreate
 
 
@@ -39,6 +39,22 @@ class UserService:
             "updated_at": now,
         }
         return public(self.users.create(item))
+
+    def get_or_create(self, data: UserCreate) -> tuple[AdminUser, bool]:
+        """The user with this e-mail address, created when there is none: (user, created)."""
+        existing = self.users.find_by_email(data.email)
+        if existing is not None:
+            return public(existing), False
+        try:
+            return self.create(data), True
+        except Conflict as exc:
+            if exc.code != "duplicate_email":
+                raise
+            # Created concurrently by another request: use theirs.
+            raced = self.users.find_by_email(data.email)
+            if raced is None:
+                raise
+            return public(raced), False
 
     def get(self, user_id: str) -> AdminUser:
         return public(self.users.require_user(user_id))

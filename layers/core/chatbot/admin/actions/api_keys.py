@@ -48,7 +48,7 @@ def _owner(ctx: ActionContext, user_id: str | None) -> str:
     response=ApiKeyCreated,
     status_code=201,
     audit="api_key.create",
-    errors=(400,),
+    errors=(400, 404),
     access=self_or("manage_users", lambda ctx, p, b: b.user_id),
 )
 def generate_api_key(ctx: ActionContext, params: None, body: ApiKeyCreate) -> ApiKeyCreated:
@@ -68,6 +68,7 @@ def generate_api_key(ctx: ActionContext, params: None, body: ApiKeyCreate) -> Ap
     params=KeyOwnerParam,
     response=ApiKey,
     paged=True,
+    errors=(400,),
     access=self_or("manage_users", lambda ctx, p, b: p.user_id),
 )
 def list_api_keys(ctx: ActionContext, params: KeyOwnerParam, body: None) -> Paged[ApiKey]:

@@ -62,6 +62,7 @@ class TokenRotated(BaseModel):
     resource="system",
     response=TokenRotated,
     audit="token.rotate",
+    errors=(500, 503),
 )
 def rotate_admin_token(ctx: ActionContext, params: None, body: None) -> TokenRotated:
     """Rotate the admin token now and return the new one (once).

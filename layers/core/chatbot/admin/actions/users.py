@@ -1,4 +1,4 @@
-"""Admin users: list, create, read, change role, deactivate."""
+"""Admin users: list, create, read, change role, deactivate; migrate from the shared admin token."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from chatbot.admin.framework import ActionContext, Paged, actions, requires, self_or
 from chatbot.models.acks import Ack
-from chatbot.models.auth import AdminUser, UserCreate, UserRoleUpdate
+from chatbot.models.auth import AdminUser, ApiKeyCreate, ApiKeyCreated, UserCreate, UserRoleUpdate
+from chatbot.services.api_keys import ApiKeyService
 from chatbot.services.users import UserService
 
 UserId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -25,6 +26,17 @@ class UserList(BaseModel):
 
 class UserAck(Ack):
     user: AdminUser
+
+
+class LegacyTokenMigrated(BaseModel):
+    user: AdminUser
+    api_key: ApiKeyCreated
+
+
+# The original's names: the account the shared token's holders move to, and its keys.
+MIGRATED_EMAIL = "admin@system.local"
+FIRST_KEY_NAME = "Migrated from ADMIN_TOKEN"
+LATER_KEY_NAME = "Migration token"
 
 
 def _users(ctx: ActionContext) -> UserService:
@@ -118,3 +130,28 @@ def deactivate_user(ctx: ActionContext, params: UserIdParam, body: None) -> User
     """
     user = _users(ctx).deactivate(params.id, actor=ctx.principal)
     return UserAck(message="User deactivated", user=user)
+
+
+@actions.action(
+    "migrate_legacy_token",
+    "POST",
+    "/admin/token/migrate",
+    access=requires("manage_users"),
+    resource="user",
+    response=LegacyTokenMigrated,
+    status_code=201,
+    audit="user.migrate_legacy_token",
+    errors=(400,),
+)
+def migrate_legacy_token(ctx: ActionContext, params: None, body: None) -> LegacyTokenMigrated:
+    """Move from the shared admin token to a personal super-admin account with an API key (shown once).
+
+    Creates the super-admin `admin@system.local` with a key named "Migrated from ADMIN_TOKEN"; when that
+    user exists, adds a key named "Migration token" to it. The admin token keeps working (rotate it when
+    everyone has moved). A deactivated `admin@system.local` gives 400 `inactive_user`.
+    """
+    user, created = _users(ctx).get_or_create(UserCreate(email=MIGRATED_EMAIL, role="super-admin"))
+    ctx.resource_id = user.id
+    name = FIRST_KEY_NAME if created else LATER_KEY_NAME
+    key = ApiKeyService.from_settings(ctx.settings).generate(user.id, ApiKeyCreate(name=name))
+    return LegacyTokenMigrated(user=user, api_key=key)
