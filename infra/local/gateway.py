@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from infra.local.observability import invocation
 from infra.local.provision import Route, Stack
 from infra.local.runtime import FunctionNotFound, Runtime
 
@@ -332,7 +333,8 @@ class Gateway:
         child["aws.event"] = event
         child["aws.context"] = self.runtime.context(route.function)
         child.setdefault("root_path", "")
-        await app(child, receive, self._with_cors(send, scope, cors))
+        with invocation(route.function):  # its log lines go through its log group's metric filters
+            await app(child, receive, self._with_cors(send, scope, cors))
 
     async def _lambda(
         self,

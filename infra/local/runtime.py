@@ -24,6 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from infra.local.observability import invocation
 from infra.local.provision import FunctionSpec, Stack
 
 log = logging.getLogger("infra.local.runtime")
@@ -176,7 +177,8 @@ class Runtime:
         _give_thread_an_event_loop()
         started = time.perf_counter()
         try:
-            return handler(event, ctx)
+            with invocation(spec.logical_id):  # its log lines go through its log group's metric filters
+                return handler(event, ctx)
         finally:
             elapsed = time.perf_counter() - started
             if elapsed > spec.timeout:

@@ -103,6 +103,7 @@ class LocalStack:
         self.pollers: Any = None
         self.scheduler: Any = None
         self.fake_openai: Any = None
+        self.observability: Any = None
         self.admin_token: str | None = None
         self.startup_s: float | None = None
         self._saved_env: dict[str, str] | None = None
@@ -207,6 +208,11 @@ class LocalStack:
             raise StartupError(f"{exc} (emulator; try --emulator-port)") from None
         self._set_aws_env(self.emulator.url)
         self._mark("emulator_launched")
+        from infra.local.observability import LocalObservability
+
+        # Before any handler module is imported: the functions' stdout is their log group.
+        self.observability = LocalObservability()
+        self.observability.install()
 
         preloader = None
         if self.preload:
@@ -260,6 +266,7 @@ class LocalStack:
         self.scheduler = Scheduler(
             self.stack, self.runtime.invoke, scale=self.schedule_scale, enabled=self.schedules_enabled
         )
+        self.observability.attach(self.stack, clock=self.scheduler.now, scale=self.scheduler.scale)
         self.gateway = Gateway(self.stack, self.runtime, fire=self.scheduler.fire)
         self.server.app = self.gateway
         self._mark("secrets_env")
@@ -275,6 +282,8 @@ class LocalStack:
         self.pollers = Pollers(self.stack, self.runtime.invoke, pollers=self.pollers_per_queue)
         self.pollers.start()
         self.scheduler.start()
+        if self.scheduler.enabled:  # metrics to the emulator and alarm evaluation, once a (scaled) minute
+            self.observability.start()
         # Last: its emulator calls and imports would otherwise compete with the steps above for the CPU.
         self._background = threading.Thread(
             target=self._finish_in_background, name="provision-rest", daemon=True
@@ -431,6 +440,7 @@ class LocalStack:
             self._background.join(30)  # never kill the emulator under a provisioning pass
             self._background = None
         for name, part in (
+            ("observability", self.observability),
             ("scheduler", self.scheduler),
             ("pollers", self.pollers),
             ("gateway", self.server),
@@ -443,7 +453,7 @@ class LocalStack:
                 part.stop()
             except Exception:
                 log.exception("stopping the %s failed", name)
-        self.scheduler = self.pollers = self.fake_openai = None
+        self.scheduler = self.pollers = self.fake_openai = self.observability = None
         self.emulator = None
         if self.runtime is not None:
             from infra.local.runtime import current, set_current

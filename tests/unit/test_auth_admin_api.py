@@ -75,8 +75,9 @@ def test_whoami_route_styles_agree(client, path):
 @pytest.mark.parametrize("path", ["/admin/health", "/admin-api.php?action=health", "/admin-api.php/health"])
 def test_health_route_styles_agree(client, path):
     body = client.get(path).json()["data"]
-    assert body["status"] == "ok" and set(body["checks"]) == {"database", "secrets"}
-    assert all(c["status"] == "healthy" for c in body["checks"].values())
+    # No OpenAI key here (the secret holds its placeholder): that check warns. More in test_health.py.
+    assert body["status"] == "degraded" and body["checks"]["openai"]["status"] == "warning"
+    assert body["checks"]["database"]["status"] == body["checks"]["secrets"]["status"] == "healthy"
 
 
 def test_legacy_ids_come_from_the_query_string(client):

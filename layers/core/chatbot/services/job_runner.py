@@ -223,6 +223,16 @@ class JobRunner:
                 ) from None
             result = spec.run(self._context(job), payload) or {}
         except Exception as exc:
+            if _is_upstream_error(exc):  # counted with chat's and admin's in chatbot_upstream_errors_total
+                log_event(
+                    logger,
+                    "upstream_error",
+                    "warning",
+                    job_id=job.id,
+                    job_type=job.type,
+                    status=getattr(exc, "status_code", None),
+                    error_type=type(exc).__name__,
+                )
             self._failed(message, job, exc, _ms_since(started))
             raise JobAttemptFailed(_error_text(exc)) from exc
         self._completed(job, result, _ms_since(started))
@@ -490,6 +500,11 @@ class JobRunner:
             self.repo.touch_heartbeat(at=clock.iso(), success=success)
         except Exception:
             logger.warning("worker heartbeat not written", exc_info=True)
+
+
+def _is_upstream_error(exc: BaseException) -> bool:
+    """An error of the openai SDK (without importing it: most jobs never load it)."""
+    return type(exc).__module__.split(".")[0] == "openai"
 
 
 def _error_text(exc: BaseException) -> str:
