@@ -47,6 +47,9 @@ bench: venv
 load: venv
 	$(BIN)/python -m tests.load
 
+metrics: venv
+	$(BIN)/python -m infra.local.metrics_table
+
 build: venv
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/sam build --template-file template.yaml
 

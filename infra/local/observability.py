@@ -161,6 +161,7 @@ class LogRouter:
         self.enabled = False
         self._filters: dict[str, list[MetricFilter]] = {}
         self._filter_count = -1
+        self.filter_metrics: set[str] = set()  # names the metric filters produced (not EMF gauges)
 
     def filters_for(self, function: str) -> list[MetricFilter]:
         resources = [
@@ -196,6 +197,7 @@ class LogRouter:
             return
         for f in self.filters_for(function):
             for point in f.apply(doc):
+                self.filter_metrics.add(point.name)
                 self.store.put(point)
 
 
@@ -328,8 +330,22 @@ class LocalObservability:
             sys.stdout = self._original
         self._tap = None
 
+    def filter_counters(self) -> list[Any]:
+        """The metric-filter metrics as totals over what the store still holds (`GET /admin/metrics`)."""
+        from chatbot.services.metrics_push import Gauge
+
+        start, end = datetime.min.replace(tzinfo=UTC), self.clock() + timedelta(days=1)
+        return [
+            Gauge(name, sum(self.store.values(ns, name, dict(dims), start, end)), dimensions=dict(dims))
+            for ns, name, dims in self.store.metrics()
+            if name in self.router.filter_metrics
+        ]
+
     def start(self) -> None:
+        from chatbot.services import prometheus
+
         self.install()
+        prometheus.add_source(self.filter_counters)
         self.router.enabled = True
         self.evaluator.cloudwatch = self.client("cloudwatch")
         self.evaluator.sns = self.client("sns")
@@ -338,6 +354,9 @@ class LocalObservability:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
+        from chatbot.services import prometheus
+
+        prometheus.remove_source(self.filter_counters)
         self.router.enabled = False
         self._stop.set()
         if self._thread is not None:

@@ -145,3 +145,14 @@ def test_main_alarms_go_to_alarm_when_their_conditions_hold(fast_stack):
     assert "1.0" in alarmed["HighJobFailureRateAlarm"]["StateReason"]  # the failure ratio
     topic = fast_stack.stack.resources["AlarmTopic"].physical_id
     assert topic.startswith("arn:aws:sns:")
+
+    # The same stack shows its metrics to Prometheus scrapers: the gauges read now, and the counters its
+    # metric filters derived from the functions' logs (the failed attempt above).
+    with fast_stack.http() as http:
+        scrape = http.get("/admin/metrics", headers=fast_stack.admin_headers)
+    assert scrape.status_code == 200
+    assert scrape.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = dict(line.rsplit(" ", 1) for line in scrape.text.splitlines() if not line.startswith("#"))
+    assert samples["chatbot_agents_default"] == "0"
+    assert int(samples['chatbot_jobs_total{status="queued"}']) >= 1
+    assert samples["chatbot_jobs_failed_total"] == "1"

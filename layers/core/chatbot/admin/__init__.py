@@ -27,7 +27,8 @@ Adding an action — a new resource is a new module in `chatbot/admin/actions/` 
   `ctx.resource_id`, else the `id` parameter, else the result's `id`.
 - `legacy_methods=("POST",)`: methods the original also accepted, served on the legacy routes only.
 - Raise `chatbot.errors` exceptions (NotFound, Conflict, ...); `errors=(409,)` documents extra statuses.
-- `stream=True` when the handler returns a server-sent events stream (documented as `text/event-stream`).
+- `media_type=...` when the handler returns a Response that is not the JSON envelope (a server-sent events
+  stream, Prometheus text), so the OpenAPI document says what comes back.
 
 Every request runs: rate limit by source IP → authenticate → rate limit by credential → permission →
 validate → handler → audit → `admin_request` log line (see `framework`). `chatbot.http.PrincipalDep` gives

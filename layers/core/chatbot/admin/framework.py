@@ -121,8 +121,9 @@ class Action:
     # Methods the original also accepted, served on the legacy routes only: e.g. `delete_agent` is
     # `DELETE /admin/agents/{id}` in REST, and POST on `/admin-api.php?action=delete_agent` as before.
     legacy_methods: tuple[str, ...] = ()
-    # The handler answers with a `text/event-stream` StreamingResponse (documented as such).
-    stream: bool = False
+    # Set when the handler answers with a Response of another type than the JSON envelope (e.g. a
+    # `text/event-stream` StreamingResponse, or Prometheus text); the OpenAPI document says so.
+    media_type: str | None = None
 
     @property
     def summary(self) -> str:
@@ -158,7 +159,7 @@ class ActionTable:
         audit: str | None = None,
         errors: tuple[int, ...] = (),
         legacy_methods: tuple[str, ...] = (),
-        stream: bool = False,
+        media_type: str | None = None,
     ) -> Callable[[Handler], Handler]:
         """Declare the decorated `handler(ctx, params, body)` as action `name` (see the package docstring)."""
         methods = (method,) if isinstance(method, str) else tuple(method)
@@ -183,7 +184,7 @@ class ActionTable:
                 audit=audit,
                 errors=errors,
                 legacy_methods=legacy_methods,
-                stream=stream,
+                media_type=media_type,
             )
             return handler
 
@@ -589,8 +590,8 @@ def _operation(action: Action, refs: dict[Any, Any], schemas: dict[str, Any]) ->
     if "{" in action.path:
         statuses.add(404)
     content: dict[str, Any] = {"application/json": {"schema": envelope}}
-    if action.stream:
-        content = {"text/event-stream": {"schema": {"type": "string", "description": "Server-sent events"}}}
+    if action.media_type:
+        content = {action.media_type.split(";")[0]: {"schema": {"type": "string"}}}
     operation: dict[str, Any] = {
         "summary": action.summary,
         "description": action.description,

@@ -148,7 +148,7 @@ def make_default(ctx: ActionContext, params: AgentIdParam, body: None) -> Defaul
     body=AgentTest,
     audit="agent.test",
     errors=(400,),
-    stream=True,
+    media_type="text/event-stream",
 )
 def test_agent(ctx: ActionContext, params: AgentIdParam, body: AgentTest) -> StreamingResponse:
     """Send one message to the agent and stream the reply as the chat endpoint does (text/event-stream).

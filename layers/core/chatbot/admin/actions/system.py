@@ -1,12 +1,13 @@
-"""System actions: detailed health, who am I, admin token rotation."""
+"""System actions: detailed health, metrics, who am I, admin token rotation."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
+from starlette.responses import Response
 
 from chatbot.admin.framework import ActionContext, Result, actions, requires
 from chatbot.models.auth import PrincipalPublic
-from chatbot.services import token_rotation
+from chatbot.services import prometheus, token_rotation
 from chatbot.services.health import HealthReport, run_health
 
 
@@ -26,6 +27,23 @@ def health(ctx: ActionContext, params: None, body: None) -> Result:
     """
     report = run_health(ctx.settings)
     return Result(report, 503 if report.status == "unhealthy" else 200)
+
+
+@actions.action(
+    "metrics",
+    "GET",
+    "/admin/metrics",
+    access=requires("manage_jobs"),
+    resource="system",
+    media_type=prometheus.CONTENT_TYPE,
+)
+def metrics(ctx: ActionContext, params: None, body: None) -> Response:
+    """Current gauges (jobs, queues, agents, users, table sizes, worker) in Prometheus text format.
+
+    For scrapers of the original's metrics endpoint; admins only. CloudWatch holds the same values every
+    minute (metrics-push), with the counters from the log metric filters.
+    """
+    return Response(prometheus.scrape(ctx.settings), media_type=prometheus.CONTENT_TYPE)
 
 
 @actions.action(
