@@ -22,7 +22,7 @@ import string
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1329,11 +1329,18 @@ def _lifecycle_rule(rule: dict[str, Any]) -> dict[str, Any]:
 def _s3_bucket_policy(p: _Provisioner, lid: str, props: dict[str, Any]) -> Resource:
     s3 = p._client("s3")
     bucket = str(props["Bucket"])
-    _optional(
-        lambda: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(props.get("PolicyDocument") or {})),
-        "bucket policy",
-    )
+    document = dict(props.get("PolicyDocument") or {})
+    # The emulator speaks plain HTTP, which a "deny without TLS" statement would refuse for every request
+    # (moto enforces it): keep the template's other statements only.
+    document["Statement"] = [s for s in document.get("Statement") or [] if not _denies_plain_http(s)]
+    if document["Statement"]:
+        _optional(lambda: s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(document)), "bucket policy")
     return Resource(lid, "AWS::S3::BucketPolicy", physical_id=bucket, properties=props)
+
+
+def _denies_plain_http(statement: Mapping[str, Any]) -> bool:
+    condition = (statement.get("Condition") or {}).get("Bool") or {}
+    return statement.get("Effect") == "Deny" and str(condition.get("aws:SecureTransport")).lower() == "false"
 
 
 def _optional(call: Callable[[], Any], what: str) -> None:
