@@ -324,6 +324,7 @@ _RECORDED_TYPES = {
     "AWS::CloudFront::CloudFrontOriginAccessIdentity",
     "AWS::CloudFront::ResponseHeadersPolicy",
     "AWS::CloudFront::CachePolicy",
+    "AWS::CloudFront::Function",
     "AWS::CertificateManager::Certificate",
     "AWS::Route53::RecordSet",
     "AWS::CodeDeploy::Application",
