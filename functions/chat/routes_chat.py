@@ -7,7 +7,6 @@ Anything refused before the reply starts is a plain HTTP error with the JSON err
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 from urllib.parse import parse_qsl
@@ -16,6 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response
 
+from chatbot import safe_json
 from chatbot.config import Settings, get_settings
 from chatbot.errors import BadRequest, ChatbotError
 from chatbot.http import error_response, source_ip
@@ -109,8 +109,8 @@ async def read_body(request: Request) -> dict[str, Any]:
             )
         return _form(body)
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        data = safe_json.loads(body)
+    except ValueError:  # also invalid UTF-8, deep nesting, unpaired surrogates
         raise BadRequest("Invalid JSON in request body", code="invalid_json") from None
     if not isinstance(data, dict):
         raise BadRequest("Request body must be a JSON object", code="invalid_json")
@@ -126,7 +126,7 @@ def _form(body: bytes) -> dict[str, Any]:
     # Structured fields arrive JSON-encoded in forms, as they do in GET query strings.
     if isinstance(data.get("file_data"), str) and data["file_data"].strip()[:1] in ("[", "{"):
         try:
-            data["file_data"] = json.loads(data["file_data"])
+            data["file_data"] = safe_json.loads(data["file_data"])
         except ValueError:
             raise BadRequest("Invalid file data format", code="invalid_file_data") from None
     return data

@@ -6,7 +6,6 @@ or name. Errors use OpenAI's shape so SDKs raise their usual exceptions.
 
 from __future__ import annotations
 
-import json
 import time
 from functools import cache
 from typing import Any
@@ -16,6 +15,7 @@ from pydantic import ValidationError
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response
 
+from chatbot import safe_json
 from chatbot.config import Settings, get_settings
 from chatbot.errors import BadRequest, ChatbotError, NotFound, RateLimited
 from chatbot.http import request_id, source_ip
@@ -88,7 +88,7 @@ async def chat_completions(request: Request) -> Response:
     try:
         principal = await _principal(request)
         try:
-            body = ChatCompletionRequest.model_validate(json.loads(await request.body() or b"null"))
+            body = ChatCompletionRequest.model_validate(safe_json.loads(await request.body() or b"null"))
         except ValueError as exc:
             raise BadRequest(_validation_message(exc), code="invalid_request_error") from None
         agent = await run_io(service.agents.find, body.model)

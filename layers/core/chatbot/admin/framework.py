@@ -17,7 +17,6 @@ action's (201 for creates); errors are `chatbot.errors` exceptions mapped by `ch
 from __future__ import annotations
 
 import inspect
-import json
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,6 +30,7 @@ from pydantic_core import to_jsonable_python
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
+from chatbot import safe_json
 from chatbot.config import Settings, get_settings
 from chatbot.dal.base import storable_number
 from chatbot.errors import BadRequest, ChatbotError, Forbidden, MethodNotAllowed, ValidationFailed
@@ -402,8 +402,8 @@ def _parse_body(action: Action, body: bytes) -> BaseModel | None:
     payload: Any = {}
     if body.strip():
         try:
-            payload = json.loads(body, parse_constant=_not_json)
-        except ValueError:
+            payload = safe_json.loads(body, parse_constant=_not_json)
+        except ValueError:  # also deep nesting and unpaired surrogates
             raise BadRequest("Invalid JSON in request body", code="invalid_json") from None
     if not isinstance(payload, dict):
         raise ValidationFailed(

@@ -10,11 +10,11 @@ and a `max_num_results` in 1..200. Layers merge config → agent → request, ke
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from chatbot import safe_json
 from chatbot.errors import BadRequest
 
 ALLOWED_TYPES = ("function", "file_search", "code_interpreter")
@@ -38,7 +38,7 @@ def parse_request_tools(raw: Any) -> list[Tool] | None:
         return None
     if isinstance(raw, str):
         try:
-            raw = json.loads(raw)
+            raw = safe_json.loads(raw)
         except ValueError:
             raise BadRequest("Invalid tools payload: expected JSON array", code="invalid_tools") from None
     if not isinstance(raw, list):
