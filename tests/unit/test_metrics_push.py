@@ -18,11 +18,13 @@ from chatbot.services.agents import AgentService
 from infra.local.observability import emf_datapoints
 from infra.local.runtime import LambdaContext
 
-NOW = clock.now()
+def _ago(minutes: float) -> str:
+    # Read the clock at each use, not once at import: the suite may reach this test minutes later.
+    return clock.iso(clock.now() - timedelta(minutes=minutes))
 
 
 def _job(job_id: str, job_type: str, status: str, *, age_minutes: float = 1, **fields: Any) -> dict[str, Any]:
-    created = clock.iso(NOW - timedelta(minutes=age_minutes))
+    created = _ago(age_minutes)
     return {
         "id": job_id,
         "type": job_type,
@@ -48,7 +50,7 @@ def seeded(aws_env):
     ]
     for job in jobs:
         repo.create_job(job)
-    repo.touch_heartbeat(at=clock.iso(NOW - timedelta(minutes=8)), success=True)
+    repo.touch_heartbeat(at=_ago(8), success=True)
 
     agents = AgentService()
     agents.create(AgentCreate(name="default agent", is_default=True))
@@ -124,7 +126,7 @@ def test_metrics_push_publishes_every_gauge_from_the_data(seeded, capsys):
 def test_metrics_push_reports_a_healthy_worker_and_no_default_agent(aws_env, capsys):
     repo = JobRepository()
     repo.create_job(_job("q1", "diagnostic", "queued", age_minutes=10))
-    repo.touch_heartbeat(at=clock.iso(NOW - timedelta(minutes=1)), success=True)  # still making progress
+    repo.touch_heartbeat(at=_ago(1), success=True)  # still making progress
     AgentService().create(AgentCreate(name="not the default"))
 
     _, points = _push(aws_env, capsys)
