@@ -18,6 +18,7 @@ from chatbot.services.agents import AgentService
 from infra.local.observability import emf_datapoints
 from infra.local.runtime import LambdaContext
 
+
 def _ago(minutes: float) -> str:
     # Read the clock at each use, not once at import: the suite may reach this test minutes later.
     return clock.iso(clock.now() - timedelta(minutes=minutes))
