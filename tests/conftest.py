@@ -46,6 +46,8 @@ os.environ.update(
         "AWS_REGION": REGION,
         # No X-Ray daemon in tests; Powertools would only warn on every segment.
         "POWERTOOLS_TRACE_DISABLED": "true",
+        # Local stacks started by tests neither restore nor overwrite a developer's .local/snapshots.
+        "LOCAL_SNAPSHOTS": "off",
     }
 )
 for _var in [

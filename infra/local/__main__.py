@@ -3,7 +3,8 @@
 Environment: HOST, PORT (gateway, default 127.0.0.1:3000), EMULATOR_PORT (default 5100), ADMIN_TOKEN (use
 this admin token instead of the generated one), OPENAI_API_KEY (use OpenAI instead of the fake),
 LOCAL_POLLERS (poller threads per queue, default 2), LOCAL_SCHEDULE_SCALE (60: a minute lasts a second),
-LOCAL_SCHEDULES=off, LOCAL_LOG_LEVEL.
+LOCAL_SCHEDULES=off, LOCAL_LOG_LEVEL, LOCAL_SNAPSHOTS (the tables are restored from the newest snapshot
+on start and saved on stop, in .local/snapshots; a folder, or off).
 """
 
 from __future__ import annotations

@@ -67,6 +67,8 @@ class StackProcess:
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH", "")])),
                 "PYTHONUNBUFFERED": "1",
                 "LOCAL_SCHEDULES": env.get("LOCAL_SCHEDULES", "off"),
+                # Never a developer's .local/snapshots: a test that wants snapshots passes a folder in `env`.
+                "LOCAL_SNAPSHOTS": "off",
             }
         )
         if self.use_fake_openai:

@@ -114,6 +114,10 @@ class LocalStack:
         self.phases: dict[str, float] = {}
         self._t0 = time.perf_counter()
         self.provision_error: BaseException | None = None
+        # State across restarts (infra.local.snapshots): restored in start(), taken in stop() — only when the
+        # restore worked, so a failed start never saves empty tables over a developer's data.
+        self.snapshot_dir: Path | None = None
+        self.restored_snapshot: str | None = None
 
     # urls
 
@@ -256,6 +260,7 @@ class LocalStack:
 
         self._seed_secrets()
         self._set_stack_env()
+        self._restore_snapshot()
 
         from infra.local.pollers import Pollers
         from infra.local.runtime import Runtime, set_current
@@ -449,6 +454,8 @@ class LocalStack:
         ):
             if part is None:
                 continue
+            if name == "emulator":  # nothing writes any more; the emulator still answers
+                self._take_snapshot()
             try:
                 part.stop()
             except Exception:
@@ -472,6 +479,38 @@ class LocalStack:
                 get_settings.cache_clear()
                 aws.reset()
         self._started = False
+
+    def _restore_snapshot(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        from chatbot.errors import ChatbotError
+        from infra.local import snapshots
+
+        directory = snapshots.snapshot_dir()
+        try:
+            self.restored_snapshot = snapshots.restore_latest(directory) if directory else None
+        except (ChatbotError, BotoCoreError, ClientError, OSError, ValueError) as exc:
+            log.warning(
+                "could not restore the snapshot in %s (%s: %s); starting empty, and no snapshot will be "
+                "taken on stop, so nothing newer hides it",
+                directory,
+                type(exc).__name__,
+                exc,
+            )
+            return
+        self.snapshot_dir = directory
+        self._mark("snapshot_restored")
+
+    def _take_snapshot(self) -> None:
+        if self.snapshot_dir is None:
+            return
+        from infra.local import snapshots
+
+        try:
+            snapshots.take(self.snapshot_dir)
+        except Exception:
+            log.exception("taking a snapshot in %s failed", self.snapshot_dir)
+        self.snapshot_dir = None
 
     def __enter__(self) -> LocalStack:
         return self.start()

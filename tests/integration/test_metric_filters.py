@@ -73,11 +73,10 @@ IN_PROCESS_CASES = {
     "MetricsPushFailuresMetricFilter": Case(
         "metrics_push_fails", "metrics_push_failed", "MetricsPushFunction"
     ),
+    "BackupFailuresMetricFilter": Case("backup_fails", "backup_failed", "BackupFunction"),
 }
 # Filters whose code path does not exist yet, with the reason; each one still needs a driver to pass.
-PENDING = {
-    "BackupFailuresMetricFilter": "the backup function is still a stub that cannot fail (backups issue)",
-}
+PENDING: dict[str, str] = {}
 
 
 def template_filters() -> dict[str, dict[str, Any]]:
@@ -278,3 +277,28 @@ def test_metrics_push_failure_matches_its_filter(aws_env_full, monkeypatch):
     assert len(lines) == 1 and lines[0]["service"] == "metrics_push"
     case = IN_PROCESS_CASES["MetricsPushFailuresMetricFilter"]
     check(filters["MetricsPushFailuresMetricFilter"], case, lines[0], spec.log_group_name)
+
+
+def test_backup_failure_matches_its_filter(aws_env_full, monkeypatch):
+    from chatbot import aws
+    from chatbot.config import get_settings
+    from functions.backup import app
+    from infra.local.runtime import LambdaContext
+
+    filters = {
+        f.name: f
+        for f in filters_of((lid, r.type, r.properties) for lid, r in aws_env_full.resources.items())
+    }
+    spec = aws_env_full.functions["BackupFunction"]
+    monkeypatch.setenv("BACKUP_BUCKET", "no-such-bucket")
+    get_settings.cache_clear()
+    aws.reset()
+    context = LambdaContext(spec.name, spec.arn, 128, 60.0, spec.log_group_name)
+
+    with powertools_output() as output, pytest.raises(Exception):  # noqa: B017 - any failure must be logged
+        app.handler({}, context)
+
+    lines = [line for line in json_lines(output()) if line.get("event") == "backup_failed"]
+    assert len(lines) == 1 and lines[0]["service"] == "backup"
+    case = IN_PROCESS_CASES["BackupFailuresMetricFilter"]
+    check(filters["BackupFailuresMetricFilter"], case, lines[0], spec.log_group_name)
