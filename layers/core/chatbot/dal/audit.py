@@ -3,7 +3,7 @@ with the same sort key. Append-only: there is no update or delete here."""
 
 from __future__ import annotations
 
-from boto3.dynamodb.conditions import Attr, ConditionBase, Key
+from boto3.dynamodb.conditions import ConditionBase, Key
 
 from chatbot.dal.base import Item, Page, Repository, encode_cursor
 
@@ -20,7 +20,7 @@ class AuditRepository(Repository):
     entity = "audit_entry"
 
     def append(self, item: Item) -> Item:
-        return self.put(item, condition=Attr("pk").not_exists())
+        return self.put_once(item)
 
     def page(
         self,

@@ -238,6 +238,18 @@ class Repository:
             self.table.put_item(Item=to_dynamo(item), ConditionExpression=Attr("pk").not_exists())
         return item
 
+    def put_once(self, item: Item) -> Item:
+        """Create an item whose key is unique by construction (a random suffix), safely retried: when the
+        first try landed but its answer was lost, botocore's retry meets our own item, which is success;
+        anything else under that key is a Conflict."""
+        try:
+            return self.put(item, condition=Attr("pk").not_exists())
+        except _ConditionFailed:
+            stored = self.get(item["pk"], item["sk"], consistent=True)
+            if stored is not None and stored == to_python(to_dynamo(item)):
+                return item
+            raise Conflict(f"{self.entity.replace('_', ' ').capitalize()} already exists") from None
+
     def put(self, item: Item, *, condition: ConditionBase | None = None) -> Item:
         kwargs: dict[str, Any] = {"Item": to_dynamo(item)}
         if condition is not None:

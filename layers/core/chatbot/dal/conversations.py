@@ -14,7 +14,7 @@ import secrets
 import time
 from typing import Any
 
-from boto3.dynamodb.conditions import Attr, Key
+from boto3.dynamodb.conditions import Key
 
 from chatbot.config import get_settings
 from chatbot.dal.base import Item, Repository, is_expired, to_python
@@ -79,5 +79,4 @@ class ConversationRepository(Repository):
             item["agent_id"] = agent_id
         if response_id:
             item["response_id"] = response_id
-        # The random suffix makes a collision practically impossible; the condition makes it harmless.
-        return self.put(item, condition=Attr("pk").not_exists())
+        return self.put_once(item)  # the sort key's random suffix makes it unique

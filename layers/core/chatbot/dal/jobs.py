@@ -209,16 +209,23 @@ class JobRepository(Repository):
             returns=returns,
         )
 
-    def add_counter(self, job_id: str, field: str, amount: int = 1) -> int:
-        """Atomically add to a counter on an existing job and return the new value."""
+    def add_counter(self, job_id: str, field: str, amount: int = 1, *, once_for: str | None = None) -> int:
+        """Atomically add to a counter on an existing job and return the new value. With `once_for` (a claim
+        id) the add counts once for it, even when botocore retries a request whose answer was lost."""
+        condition = Attr("pk").exists()
+        sets = None
+        if once_for is not None:
+            condition &= Attr(f"{field}_for").ne(once_for)
+            sets = {f"{field}_for": once_for}
         result = self.update_raw(
             job_key(job_id),
-            condition=Attr("pk").exists(),
+            condition=condition,
+            sets=sets,
             adds={field: amount},
             bump_version=False,
             returns="UPDATED_NEW",
         )
-        return int(result.item[field]) if result.ok and result.item else 0
+        return int((result.item or {}).get(field, 0))
 
     # -- heartbeat -----------------------------------------------------------------------------------------
     def touch_heartbeat(self, *, at: str, success: bool) -> None:

@@ -99,7 +99,7 @@ class JobContext:
 
     def record_handler_completion(self) -> int:
         """Count a handler run that reached its end (an ADD on the job item, so duplicates would show)."""
-        return self.jobs_repo.add_counter(self.job.id, "handler_completions")
+        return self.jobs_repo.add_counter(self.job.id, "handler_completions", once_for=self.job.claim_id)
 
 
 @dataclass(frozen=True)
