@@ -6,6 +6,7 @@ receives the same payload both ways, and the two are interleaved so machine nois
 - time to first token: POST /chat (widget protocol, a new conversation each time) until the first `chunk`
   frame, vs the SDK's streamed `responses.create` until the first `response.output_text.delta`;
 - whole reply: POST /chat with `stream: false` vs the SDK's `responses.create`;
+- both again for the widget's first message (no conversation id: the server names it and reads no history);
 - the OpenAI-compatible `/v1/chat/completions` through the same SDK (first token and whole reply), vs the
   SDK's `chat.completions.create` on the fake (this path also authenticates an API key: 2-3 more reads).
 
@@ -143,6 +144,19 @@ def test_chat_added_latency(stack, monkeypatch):
         response = client.post("/chat", json=body)
         assert response.status_code == 200 and response.json()["response"]
 
+    def ours_first_message_ttft(client: httpx.Client) -> None:
+        # The widget's first message: no conversation id yet, so the server names it and reads no history.
+        with client.stream("POST", "/chat", json={"message": MESSAGE}) as response:
+            assert response.status_code == 200
+            for raw in response.iter_raw():
+                if b'"type":"chunk"' in raw:
+                    return
+        raise AssertionError("no chunk")
+
+    def ours_first_message_whole(client: httpx.Client) -> None:
+        response = client.post("/chat", json={"message": MESSAGE, "stream": False})
+        assert response.status_code == 200 and response.json()["response"]
+
     def direct_chat_ttft(client: Any) -> None:
         stream = client.chat.completions.create(
             model=model, messages=chat_messages, max_tokens=settings.max_tokens, stream=True, **sampling
@@ -178,6 +192,8 @@ def test_chat_added_latency(stack, monkeypatch):
         "ours first token": (http, ours_ttft),
         "direct whole": (lambda: sdk(fake_base, "sk-bench"), direct_whole),
         "ours whole": (http, ours_whole),
+        "ours first message first token": (http, ours_first_message_ttft),
+        "ours first message whole": (http, ours_first_message_whole),
         "direct chat first token": (lambda: sdk(fake_base, "sk-bench"), direct_chat_ttft),
         "v1 first token": (lambda: sdk(our_base + "/v1", api_key), v1_ttft),
         "direct chat whole": (lambda: sdk(fake_base, "sk-bench"), direct_chat_whole),
@@ -195,6 +211,8 @@ def test_chat_added_latency(stack, monkeypatch):
     pairs = [
         ("/chat first token", "ours first token", "direct first token", TARGET_TTFT_MS),
         ("/chat whole reply", "ours whole", "direct whole", TARGET_WHOLE_MS),
+        ("/chat 1st msg first token", "ours first message first token", "direct first token", TARGET_TTFT_MS),
+        ("/chat 1st msg whole", "ours first message whole", "direct whole", TARGET_WHOLE_MS),
         ("/v1 first token", "v1 first token", "direct chat first token", None),
         ("/v1 whole reply", "v1 whole", "direct chat whole", None),
     ]

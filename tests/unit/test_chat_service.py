@@ -59,6 +59,18 @@ async def test_history_three_turns_are_sent_upstream(service, fake_openai):
     ]
 
 
+async def test_a_conversation_the_server_names_reads_no_history(service, fake_openai, monkeypatch):
+    def no_read(*_args, **_kwargs):
+        raise AssertionError("a new conversation has no history to read")
+
+    monkeypatch.setattr(ConversationRepository, "recent_turns", no_read)
+    reply = await reply_chat(service, message="hello?")
+
+    monkeypatch.undo()
+    turns = ConversationRepository().recent_turns(reply.conversation_id, max_turns=5)
+    assert [m["content"] for m in turns[0]["messages"]] == ["hello?", reply.response]
+
+
 async def test_history_window_trims_old_turns_but_keeps_system(make_service, fake_openai):
     service = make_service(chat_max_messages=3, api_type="chat")
     for i in range(4):

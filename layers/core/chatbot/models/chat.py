@@ -29,6 +29,8 @@ class ChatRequest(BaseModel):
 
     message: str
     conversation_id: str
+    # The client sent no conversation id and we made one up: there is no history to read.
+    new_conversation: bool = False
     agent_id: str | None = None
     # None means "not asked for": the agent's api_type, then the configured default, apply.
     api_type: ApiType | None = None
