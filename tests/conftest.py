@@ -65,6 +65,29 @@ def reset_caches() -> None:
     aws.reset()
 
 
+def provision_into_emulator(emulator_url: str, env: pytest.MonkeyPatch, stack_name: str) -> Stack:
+    """The template's runtime resources in a running emulator, and this process's environment set to use
+    them (AWS_ENDPOINT_URL and the functions' variables)."""
+    from infra.local.provision import RUNTIME_TYPES, provision
+
+    for var in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+        env.delenv(var)
+    env.setenv("AWS_ENDPOINT_URL", emulator_url)
+    reset_caches()
+    stack = provision(
+        TEMPLATE,
+        stack_name=stack_name,
+        parameters=LOCAL_PARAMETERS,
+        region=REGION,
+        include_types=RUNTIME_TYPES,
+        lean=True,
+    )
+    for key, value in stack.environment().items():
+        env.setenv(key, value)
+    reset_caches()
+    return stack
+
+
 def _mocked_stack(
     monkeypatch: pytest.MonkeyPatch, include_types: frozenset[str] | None, *, lean: bool
 ) -> Iterator[Stack]:

@@ -27,7 +27,7 @@ import pytest
 from chatbot import aws
 from chatbot.backup import BackupService, S3Store, table_names
 from chatbot.config import get_settings
-from tests.conftest import LOCAL_PARAMETERS, REGION, TEMPLATE, reset_caches
+from tests.conftest import provision_into_emulator, reset_caches
 
 TABLE = "conversations"
 BATCH = 25
@@ -38,21 +38,7 @@ TARGET_SECONDS = 60.0
 
 @pytest.fixture
 def emulator_stack(emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from infra.local.provision import RUNTIME_TYPES, provision
-
-    monkeypatch.setenv("AWS_ENDPOINT_URL", emulator.url)
-    reset_caches()
-    stack = provision(
-        TEMPLATE,
-        stack_name=f"bench-backup-{int(time.time())}",
-        parameters=LOCAL_PARAMETERS,
-        region=REGION,
-        include_types=RUNTIME_TYPES,
-        lean=True,
-    )
-    for key, value in stack.environment().items():
-        monkeypatch.setenv(key, value)
-    reset_caches()
+    provision_into_emulator(emulator.url, monkeypatch, f"bench-backup-{int(time.time())}")
     yield
     reset_caches()
 

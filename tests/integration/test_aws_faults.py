@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from infra.local.fault_proxy import FaultProxy
-from tests.conftest import LOCAL_PARAMETERS, REGION, TEMPLATE, reset_caches
+from tests.conftest import provision_into_emulator, reset_caches
 from tests.log_capture import json_lines, powertools_output
 from tests.unit.chat_support import (  # noqa: F401 - fixtures
     fake_openai_fixture,
@@ -43,23 +43,8 @@ BOUND_S = 30  # no request may take longer: botocore's timeouts and retries end 
 @pytest.fixture(scope="module")
 def proxied(emulator: Any) -> Iterator[FaultProxy]:
     """The runtime resources in the emulator; this process's AWS clients go through the proxy."""
-    from infra.local.provision import RUNTIME_TYPES, provision
-
     with pytest.MonkeyPatch.context() as env, FaultProxy(emulator.url, seed=20240601) as proxy:
-        for var in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
-            env.delenv(var)
-        env.setenv("AWS_ENDPOINT_URL", emulator.url)
-        reset_caches()
-        stack = provision(
-            TEMPLATE,
-            stack_name=f"faults-{uuid.uuid4().hex[:6]}",
-            parameters=LOCAL_PARAMETERS,
-            region=REGION,
-            include_types=RUNTIME_TYPES,
-            lean=True,
-        )
-        for key, value in stack.environment().items():
-            env.setenv(key, value)
+        provision_into_emulator(emulator.url, env, f"faults-{uuid.uuid4().hex[:6]}")
         env.setenv("AWS_ENDPOINT_URL", proxy.url)
         env.setenv("JOB_BACKOFF_BASE_SECONDS", "0")
         reset_caches()
