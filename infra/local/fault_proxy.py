@@ -112,12 +112,14 @@ class FaultProxy:
         with self._lock:
             self.rules.clear()
 
-    def reset(self) -> None:
-        """Stop injecting and forget the counts."""
+    def reset(self, seed: int | None = None) -> None:
+        """Stop injecting, forget the counts and start the sampling afresh (from `seed`, or the proxy's):
+        a single-threaded client then meets the same faults on every run."""
         with self._lock:
             self.rules.clear()
             self.injected.clear()
             self.forwarded = 0
+            self._random = random.Random(self.seed if seed is None else seed)
 
     def count(self, fault: str | None = None, service: str | None = None) -> int:
         """How many faults were injected so far (of one kind, for one service)."""
