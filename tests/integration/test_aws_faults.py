@@ -79,7 +79,6 @@ async def test_chat_answers_or_fails_cleanly_and_stores_whole_turns_only(proxy, 
     service = ChatService(get_settings().model_copy(update={"upstream_retry_base_seconds": 0.01}))
     conversations = [f"conv_{uuid.uuid4().hex[:12]}" for _ in range(2)]
     answered: dict[str, set[str]] = {c: set() for c in conversations}
-    refused = 0
     inject(proxy, ("dynamodb",), fault)
     try:
         for n in range(6):
@@ -110,10 +109,8 @@ async def test_chat_answers_or_fails_cleanly_and_stores_whole_turns_only(proxy, 
                         answered[conversation].add(message)
                     else:
                         assert frames[-2].data["code"] != "internal_error", frames
-                        refused += 1
             except ChatbotError as exc:  # a clean refusal (the route turns it into its JSON envelope)
                 assert exc.status in (429, 503), exc
-                refused += 1
             assert time.monotonic() - started < BOUND_S
     finally:
         proxy.clear()
