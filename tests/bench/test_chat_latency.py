@@ -129,33 +129,31 @@ def test_chat_added_latency(stack, monkeypatch):
         )
         assert reply.output_text
 
-    def ours_ttft(client: httpx.Client) -> None:
+    def client_named() -> dict[str, Any]:
         # A new conversation, named by the client as the widget does (so its history is read).
-        body = {"message": MESSAGE, "conversation_id": f"conv_bench_{uuid.uuid4().hex}"}
-        with client.stream("POST", "/chat", json=body) as response:
-            assert response.status_code == 200
-            for raw in response.iter_raw():
-                if b'"type":"chunk"' in raw:
-                    return
-        raise AssertionError("no chunk")
+        return {"message": MESSAGE, "conversation_id": f"conv_bench_{uuid.uuid4().hex}"}
 
-    def ours_whole(client: httpx.Client) -> None:
-        body = {"message": MESSAGE, "conversation_id": f"conv_bench_{uuid.uuid4().hex}", "stream": False}
-        response = client.post("/chat", json=body)
-        assert response.status_code == 200 and response.json()["response"]
-
-    def ours_first_message_ttft(client: httpx.Client) -> None:
+    def first_message() -> dict[str, Any]:
         # The widget's first message: no conversation id yet, so the server names it and reads no history.
-        with client.stream("POST", "/chat", json={"message": MESSAGE}) as response:
-            assert response.status_code == 200
-            for raw in response.iter_raw():
-                if b'"type":"chunk"' in raw:
-                    return
-        raise AssertionError("no chunk")
+        return {"message": MESSAGE}
 
-    def ours_first_message_whole(client: httpx.Client) -> None:
-        response = client.post("/chat", json={"message": MESSAGE, "stream": False})
-        assert response.status_code == 200 and response.json()["response"]
+    def ours_ttft(body: Callable[[], dict[str, Any]]) -> Callable[[httpx.Client], None]:
+        def call(client: httpx.Client) -> None:
+            with client.stream("POST", "/chat", json=body()) as response:
+                assert response.status_code == 200
+                for raw in response.iter_raw():
+                    if b'"type":"chunk"' in raw:
+                        return
+            raise AssertionError("no chunk")
+
+        return call
+
+    def ours_whole(body: Callable[[], dict[str, Any]]) -> Callable[[httpx.Client], None]:
+        def call(client: httpx.Client) -> None:
+            response = client.post("/chat", json={**body(), "stream": False})
+            assert response.status_code == 200 and response.json()["response"]
+
+        return call
 
     def direct_chat_ttft(client: Any) -> None:
         stream = client.chat.completions.create(
@@ -189,11 +187,11 @@ def test_chat_added_latency(stack, monkeypatch):
 
     cases: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
         "direct first token": (lambda: sdk(fake_base, "sk-bench"), direct_ttft),
-        "ours first token": (http, ours_ttft),
+        "ours first token": (http, ours_ttft(client_named)),
         "direct whole": (lambda: sdk(fake_base, "sk-bench"), direct_whole),
-        "ours whole": (http, ours_whole),
-        "ours first message first token": (http, ours_first_message_ttft),
-        "ours first message whole": (http, ours_first_message_whole),
+        "ours whole": (http, ours_whole(client_named)),
+        "ours first message first token": (http, ours_ttft(first_message)),
+        "ours first message whole": (http, ours_whole(first_message)),
         "direct chat first token": (lambda: sdk(fake_base, "sk-bench"), direct_chat_ttft),
         "v1 first token": (lambda: sdk(our_base + "/v1", api_key), v1_ttft),
         "direct chat whole": (lambda: sdk(fake_base, "sk-bench"), direct_chat_whole),
