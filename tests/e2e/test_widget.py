@@ -60,10 +60,18 @@ def test_demo_widget_streams_a_reply_over_event_source(web_stack, fake, page, sh
     assert page.locator(f"{FLOATING} .cbw-typing").count() == 0
     assert page.locator(f"{FLOATING} .cbw-sr-only").inner_text() == "one two three four five six seven eight"
     assert [(r.method, r.headers.get("accept")) for r in chat_requests] == [("GET", "text/event-stream")]
+    # the first message names no conversation: the server does, and the widget keeps its id
+    assert "conversation_id=" not in chat_requests[0].url
     conversation = page.evaluate("localStorage.getItem('chatbot-widget:demo-floating:conversation')")
-    assert conversation.startswith("conv_") and f"conversation_id={conversation}" in chat_requests[0].url
+    assert conversation.startswith("conv_")
     assert page.errors == []
     shot(page, "widget-demo-reply")
+
+    # And the next message goes on in that conversation
+    fake.queue_replies("nine ten")
+    send(page, FLOATING, "And then?")
+    page.locator(f"{FLOATING} .cbw-assistant", has_text="nine ten").wait_for()
+    assert len(chat_requests) == 2 and f"conversation_id={conversation}" in chat_requests[1].url
 
 
 def test_upstream_error_is_shown_in_the_chat_and_retry_sends_again(web_stack, fake, page, shot):

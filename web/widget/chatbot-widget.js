@@ -91,12 +91,6 @@
 
   // --- protocol helpers ----------------------------------------------------------------------------------
 
-  function newConversationId() {
-    const bytes = new Uint8Array(8);
-    crypto.getRandomValues(bytes);
-    return "conv_" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-  }
-
   const memoryStore = {};
   const storage = {
     get(key) {
@@ -321,11 +315,13 @@
     async send(text, files) {
       this.busy = true;
       this.sendButton.disabled = true;
-      if (!this.conversationId) this.keepConversation(newConversationId());
       const turn = { text: "", bubble: null, tools: {}, finished: null, typing: this.addBubble("typing") };
       turn.typing.setAttribute("aria-label", "Assistant is typing");
       turn.typing.append(el("span"), el("span"), el("span"));
-      const body = { message: text, conversation_id: this.conversationId };
+      // A new conversation is named by the server (the `start` frame or the reply carries its id), which then
+      // knows it has no history to read.
+      const body = { message: text };
+      if (this.conversationId) body.conversation_id = this.conversationId;
       if (this.options.agentId) body.agent_id = this.options.agentId;
       if (this.options.apiType) body.api_type = this.options.apiType;
       if (files.length) body.file_data = files;
