@@ -634,11 +634,13 @@ def wsgi_environ(scope: Scope, body: bytes) -> dict[str, Any]:
             continue
         key = environ_key_for_header(name)
         environ[key] = f"{environ[key]},{value}" if key in environ and key.startswith("HTTP_") else value
+    kept = {}
     for key, values in preserved.items():
-        if key not in environ:
+        if key not in environ:  # never in place of a dashed header of the same key
             environ[key] = ",".join(values)
-    if names:
-        environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = names
+            kept[key] = names[key]
+    if kept:
+        environ[PRESERVED_HEADER_NAMES_ENVIRON_KEY] = kept
     return environ
 
 
