@@ -290,10 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     serialise_dynamodb()
     query_one_partition()
     skip_per_request_rework()
+    server = EmulatorServer(args.host, args.port)
     try:
-        server = EmulatorServer(args.host, args.port)
         server.start()
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         print(f"emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr, flush=True)
         return 2
     port = server.port
@@ -485,61 +485,28 @@ _MAX_THREADS = 512
 
 
 class EmulatorServer:
-    """moto's WSGI app served by uvicorn from a background thread (module doc)."""
+    """moto's WSGI app as an ASGI app, served by uvicorn from a background thread (module doc)."""
 
     def __init__(self, host: str, port: int) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+        from infra.local.asgi_server import BackgroundServer
+
         self.app = DomainDispatcherApplication(create_backend_app)
-        self.host = host
         self._pool = ThreadPoolExecutor(max_workers=_MAX_THREADS, thread_name_prefix="emulator")
-        # IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (see infra.local.gateway): without
-        # it a kept-alive connection's next response waits for the client's delayed ACK.
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            self._sock.bind((host, port))
-        except OSError:
-            self._sock.close()
-            raise
-        self.port = int(self._sock.getsockname()[1])
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
+        # botocore keeps its connections open; closing them early only costs reconnects.
+        self._server = BackgroundServer(self, host, port, name="emulator", timeout_keep_alive=120)
 
-    def start(self, timeout: float = 10.0) -> None:
-        import uvicorn
+    @property
+    def port(self) -> int:
+        return self._server.port
 
-        config = uvicorn.Config(
-            self,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ws="none",
-            backlog=2048,
-            # botocore keeps its connections open; closing them early only costs reconnects.
-            timeout_keep_alive=120,
-        )
-        self._server = uvicorn.Server(config)
-        sock = self._sock
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._server.serve(sockets=[sock])), name="emulator", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise EmulatorError("the emulator's HTTP server did not start")
-            time.sleep(0.005)
+    def start(self) -> None:
+        self._server.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def stop(self) -> None:
+        self._server.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
-        with contextlib.suppress(OSError):
-            self._sock.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -24,7 +24,6 @@ import json
 import logging
 import mimetypes
 import re
-import socket
 import threading
 import time
 import traceback
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from infra.local.asgi_server import BackgroundServer
 from infra.local.observability import invocation
 from infra.local.provision import Route, Stack
 from infra.local.runtime import FunctionNotFound, Runtime
@@ -588,79 +588,8 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 # --- server -------------------------------------------------------------------------------------------
 
 
-class GatewayServer:
-    """uvicorn serving an ASGI app from a background thread on a socket bound up front."""
+class GatewayServer(BackgroundServer):
+    """The gateway's uvicorn, from a background thread on a socket bound up front."""
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 3000) -> None:
-        self.app = app
-        self.host = host
-        self.port = port
-        self._server: Any = None
-        self._thread: threading.Thread | None = None
-        self._sock: socket.socket | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def bind(self) -> None:
-        """Bind now (raises OSError when the port is taken), so start-up fails before anything else runs."""
-        if self._sock is not None:
-            return
-        # IPPROTO_TCP, not the default 0: asyncio sets TCP_NODELAY only on connections accepted from a
-        # socket that names it; without it Nagle holds each response's body until the client's delayed
-        # ACK, adding ~40 ms to every response on a kept-alive connection (and to SSE chunks).
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        sock.set_inheritable(True)
-        self._sock = sock
-        self.port = int(sock.getsockname()[1])
-
-    def start(self, timeout: float = 10.0) -> str:
-        import uvicorn
-
-        self.bind()
-        config = uvicorn.Config(
-            self.app,
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            ws="none",
-            timeout_graceful_shutdown=2,
-            timeout_keep_alive=5,
-            backlog=2048,
-        )
-        self._server = uvicorn.Server(config)
-        sock = self._sock
-
-        def serve() -> None:
-            asyncio.run(self._server.serve(sockets=[sock]))
-
-        self._thread = threading.Thread(target=serve, name="gateway", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"gateway did not start on {self.host}:{self.port}")
-            time.sleep(0.005)
-        return self.url
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive() and self._server is not None:
-                self._server.force_exit = True
-                self._thread.join(timeout)
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.close()
-        self._server = self._thread = self._sock = None
+        super().__init__(app, host, port, name="gateway")
