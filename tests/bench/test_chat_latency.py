@@ -3,10 +3,12 @@
 Through the local gateway with the emulator, as `make run` serves them. For each request kind the upstream
 receives the same payload both ways, and the two are interleaved so machine noise hits both alike:
 
-- time to first token: POST /chat (widget protocol, a new conversation each time) until the first `chunk`
-  frame, vs the SDK's streamed `responses.create` until the first `response.output_text.delta`;
+- time to first token: POST /chat (widget protocol, each time a new conversation id named by the client, so
+  the server reads its history as for any later message) until the first `chunk` frame, vs the SDK's
+  streamed `responses.create` until the first `response.output_text.delta`;
 - whole reply: POST /chat with `stream: false` vs the SDK's `responses.create`;
-- both again for the widget's first message (no conversation id: the server names it and reads no history);
+- both again for a conversation's first message as the widget sends it (no conversation id: the server
+  names it and reads no history);
 - the OpenAI-compatible `/v1/chat/completions` through the same SDK (first token and whole reply), vs the
   SDK's `chat.completions.create` on the fake (this path also authenticates an API key: 2-3 more reads).
 
