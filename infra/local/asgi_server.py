@@ -1,7 +1,7 @@
 """`BackgroundServer`: uvicorn serving an ASGI app from a background thread, on a socket bound up front.
 
 The local gateway and the emulator both run this way (the fake OpenAI has its own, which also hands out its
-event loop).
+event loop); `read_body` and the ASGI types are theirs too.
 """
 
 from __future__ import annotations
@@ -11,7 +11,26 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The request's whole body (what arrived of it, if the client went away)."""
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
 
 
 class BackgroundServer:

@@ -39,11 +39,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from infra.local.asgi_server import BackgroundServer, Receive, Scope, Send, read_body
 
 ROOT = Path(__file__).resolve().parents[2]
 _READY = "emulator_ready"
@@ -459,10 +460,6 @@ def _warm_services(server: EmulatorServer) -> None:
 
 # --- the HTTP server ----------------------------------------------------------------------------------------
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
 # Run on the event loop: short, and what the chat path waits for. A Scan, a table's creation and the rest
 # (which may take long, and would hold up every other request) run in threads like the other services.
 _INLINE_DYNAMODB = frozenset(
@@ -490,8 +487,6 @@ class EmulatorServer:
     def __init__(self, host: str, port: int) -> None:
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-        from infra.local.asgi_server import BackgroundServer
-
         self.app = DomainDispatcherApplication(create_backend_app)
         self._pool = ThreadPoolExecutor(max_workers=_MAX_THREADS, thread_name_prefix="emulator")
         # botocore keeps its connections open; closing them early only costs reconnects.
@@ -511,13 +506,7 @@ class EmulatorServer:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        environ = wsgi_environ(scope, b"".join(chunks))
+        environ = wsgi_environ(scope, await read_body(receive))
         if environ.get("HTTP_X_AMZ_TARGET") in _INLINE_DYNAMODB and DYNAMODB_LOCK.acquire(blocking=False):
             try:
                 status, headers, body = self._run(environ)

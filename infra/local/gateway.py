@@ -28,23 +28,19 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from infra.local.asgi_server import BackgroundServer
+from infra.local.asgi_server import BackgroundServer, Message, Receive, Scope, Send, read_body
 from infra.local.observability import invocation
 from infra.local.provision import Route, Stack
 from infra.local.runtime import FunctionNotFound, Runtime
 
 log = logging.getLogger("infra.local.gateway")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC_DIRS = {"widget": ROOT / "web" / "widget", "console": ROOT / "web" / "console"}
@@ -345,7 +341,7 @@ class Gateway:
         params: dict[str, str],
         cors: dict[str, Any] | None,
     ) -> None:
-        body = await _read_body(receive)
+        body = await read_body(receive)
         event = self._event_for(scope, route, params, body)
         try:
             result = await asyncio.to_thread(self.runtime.invoke, route.function, event)
@@ -463,7 +459,7 @@ class Gateway:
 
     async def _invoke_api(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         """Lambda's Invoke API (RequestResponse and Event), so boto3's lambda client works locally."""
-        body = await _read_body(receive)
+        body = await read_body(receive)
         try:
             spec = self.runtime.spec(name)
         except FunctionNotFound:
@@ -540,18 +536,6 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key.lower() == name:
             return str(value.decode("latin-1"))
     return None
-
-
-async def _read_body(receive: Receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(chunks)
 
 
 async def _respond(

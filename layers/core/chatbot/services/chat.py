@@ -399,9 +399,7 @@ class ChatService:
         """The quota reservation as a future; without a quota (known from the cache) no thread is needed."""
         free = self.usage.unreserved(agent_id, key_id)
         if free is not None:
-            future: asyncio.Future[Reservation] = asyncio.get_running_loop().create_future()
-            future.set_result(free)
-            return future
+            return _resolved(free)
         return start_io(self.usage.reserve, agent_id, key_id, estimate)
 
     async def _agent(self, agent_id: str | None) -> Item | None:

@@ -164,6 +164,13 @@ def responses_params(call: UpstreamCall, *, stream: bool) -> dict[str, Any]:
     return params
 
 
+def _endpoint(call: UpstreamCall, *, stream: bool) -> tuple[str, dict[str, Any]]:
+    """The API path and request body of `call`."""
+    if call.api_type == "responses":
+        return "/responses", responses_params(call, stream=stream)
+    return "/chat/completions", chat_completions_params(call, stream=stream)
+
+
 def _set(params: dict[str, Any], key: str, value: Any) -> None:
     if value is not None:
         params[key] = value
@@ -263,12 +270,8 @@ class ChatGateway:
     async def _stream_once(self, client: AsyncOpenAI, call: UpstreamCall) -> AsyncIterator[Event]:
         from openai import AsyncStream
 
-        handler: _ResponsesEvents | _ChatChunks
-        if call.api_type == "responses":
-            path, params, handler = "/responses", responses_params(call, stream=True), _ResponsesEvents()
-        else:
-            path, params = "/chat/completions", chat_completions_params(call, stream=True)
-            handler = _ChatChunks()
+        path, params = _endpoint(call, stream=True)
+        handler = _ResponsesEvents() if call.api_type == "responses" else _ChatChunks()
         stream = await client.post(
             path,
             body=params,
@@ -317,10 +320,10 @@ class ChatGateway:
                 await asyncio.sleep(decision)
 
     async def _complete_once(self, client: AsyncOpenAI, call: UpstreamCall) -> UpstreamReply:
+        path, params = _endpoint(call, stream=False)
         options: Any = {"timeout": self.timeout_for(call.api_type)}
+        resp = _mapping(await client.post(path, body=params, cast_to=object, options=options))
         if call.api_type == "responses":
-            params = responses_params(call, stream=False)
-            resp = _mapping(await client.post("/responses", body=params, cast_to=object, options=options))
             if resp.get("status") == "failed":
                 raise UpstreamError(GENERIC_MESSAGE, code="response_error")
             return UpstreamReply(
@@ -329,8 +332,6 @@ class ChatGateway:
                 response_id=resp.get("id"),
                 usage=_responses_usage(resp.get("usage")),
             )
-        params = chat_completions_params(call, stream=False)
-        resp = _mapping(await client.post("/chat/completions", body=params, cast_to=object, options=options))
         choice = _mapping((resp.get("choices") or [None])[0])
         return UpstreamReply(
             text=_str(_mapping(choice.get("message")).get("content")),
