@@ -1,9 +1,12 @@
 """Authentication: the admin token (cache, rotation, grace period), API keys (expiry, revocation, inactive
-users), permissions, and the admin gate (rate limit before authentication, failures audited)."""
+users), permissions, and the admin gate (each rate limit beside an authentication step and deciding first,
+failures audited)."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
+from typing import Any
 
 import boto3
 import pytest
@@ -166,6 +169,8 @@ def test_authenticate_api_key_ok_records_last_use_once_a_minute(admin_env, auth,
     assert principal.permissions == ROLE_PERMISSIONS["admin"] and principal.scopes == ("admin",)
     first = keys.get(created.id).last_used_at
     assert first is not None
+    # Within the minute the key's item (read anyway) shows the recent use: no write is even tried
+    auth.keys.touch = None  # type: ignore[assignment] - calling it would fail
     auth.authenticate(_bearer(created.key))
     assert keys.get(created.id).last_used_at == first
 
@@ -272,6 +277,9 @@ def test_admit_failed_authentication_is_audited_and_penalized(admin_env):  # noq
     with pytest.raises(RateLimited) as err:
         guard.admit(good)
     assert 1 <= err.value.retry_after <= 60
+    # And a wrong one gets the 429 too, neither audited nor penalized again
+    with pytest.raises(RateLimited):
+        guard.admit(request)
     # While another IP is unaffected
     assert guard.admit(RequestInfo(authorization=good.authorization, source_ip="198.51.100.8"))
     entries, _ = AuditService.from_settings(get_settings()).list(AuditQuery(action="auth.failed"))
@@ -302,3 +310,30 @@ def test_admit_api_key_without_admin_scope_is_forbidden(admin_env, users, keys):
     assert chat.admit(RequestInfo(authorization=_bearer(created.key), source_ip="192.0.2.9")).scopes == (
         "chat",
     )
+
+
+def test_admit_runs_each_limit_beside_an_authentication_step(admin_env, users, keys):  # noqa: F811
+    guard = _guard()
+    _, created = _user_with_key(users, keys)
+    started = {"identify": threading.Event(), "confirm": threading.Event()}
+    authenticator, hit = guard.authenticator, guard.limiter.hit
+
+    def noting(name: str, step: Any) -> Any:
+        def run(arg: Any) -> Any:
+            started[name].set()
+            return step(arg)
+
+        return run
+
+    authenticator.identify = noting("identify", authenticator.identify)  # type: ignore[method-assign]
+    authenticator.confirm = noting("confirm", authenticator.confirm)  # type: ignore[method-assign]
+    overlapped = []
+
+    def waiting_hit(limit: Limit, key: str) -> Any:
+        # In sequence (limit, then step) each wait would time out.
+        overlapped.append(started["identify" if limit is guard.ip_limit else "confirm"].wait(5))
+        return hit(limit, key)
+
+    guard.limiter.hit = waiting_hit  # type: ignore[method-assign]
+    principal = guard.admit(RequestInfo(authorization=_bearer(created.key), source_ip="192.0.2.10"))
+    assert principal.api_key_id == created.id and overlapped == [True, True]

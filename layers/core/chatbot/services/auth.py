@@ -7,31 +7,43 @@ Credentials arrive as `Authorization: Bearer <token>` (scheme case-insensitive) 
 - an API key (`chatbot_` + 64 hex): found by its SHA-256 hash; the key must be active and unexpired and its
   user active — both read with consistent reads, so a revocation or deactivation holds from the next request.
 
+Authentication has two steps: `identify` the token (the key's item, or the admin token), then `confirm` its
+owner (the key's user).
+
 Failures are `Unauthorized` (401) with a code: missing_credentials, invalid_credentials, expired_key,
 revoked_key, inactive_user. A missing permission is `Forbidden` (403).
 
-`AccessGuard.admit` is the whole gate: rate limit by source IP → authenticate (a failure counts
-`AUTH_FAILURE_COST` requests against the IP, is audited as `auth.failed` and logged as `auth_failed`) →
-scope check → rate limit by credential.
+`AccessGuard.admit` is the whole gate: rate limit by source IP beside `identify` → scope check → rate limit by
+credential beside `confirm`. Each limit decides as if it had run first (429 before anything else); a failed
+authentication counts `AUTH_FAILURE_COST` requests against the IP, is audited as `auth.failed` and logged as
+`auth_failed`. Two rounds of concurrent calls, not four in a row.
 """
 
 from __future__ import annotations
 
 import hmac
 import re
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from chatbot import clock, secrets
 from chatbot.config import Settings
 from chatbot.dal.api_keys import ApiKeysRepository
+from chatbot.dal.base import Item
 from chatbot.dal.users import UsersRepository
 from chatbot.errors import Forbidden, ServiceUnavailable, Unauthorized
 from chatbot.models.auth import Principal, Scope
 from chatbot.observability import get_logger, log_event
 from chatbot.services.api_keys import KEY_PATTERN, KEY_PREFIX, digest_of
 from chatbot.services.audit import AuditService
+from chatbot.services.concurrency import in_background
 from chatbot.services.rate_limit import Limit, RateLimiter
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 ADMIN_TOKEN_PRINCIPAL = Principal.of(
     id="admin-token", email="admin@token.local", role="super-admin", auth_method="admin_token"
@@ -53,6 +65,19 @@ def bearer_token(authorization: str | None) -> str:
     return match.group(1)
 
 
+@dataclass(frozen=True)
+class Credential:
+    """A bearer token identified, its owner not yet confirmed: an API key's item, or (`key` None) the admin
+    token."""
+
+    id: str
+    scopes: tuple[Scope, ...]
+    key: Item | None = None
+
+
+ADMIN_TOKEN_CREDENTIAL = Credential(id=ADMIN_TOKEN_PRINCIPAL.id, scopes=ADMIN_TOKEN_PRINCIPAL.scopes)
+
+
 class Authenticator:
     def __init__(self, settings: Settings, users: UsersRepository, keys: ApiKeysRepository) -> None:
         self.settings = settings
@@ -66,12 +91,38 @@ class Authenticator:
         )
 
     def authenticate(self, authorization: str | None) -> Principal:
+        return self.confirm(self.identify(authorization))
+
+    def identify(self, authorization: str | None) -> Credential:
         token = bearer_token(authorization)
         if token.startswith(KEY_PREFIX):
-            return self._api_key(token)
+            item = self._active_key(token)
+            return Credential(id=item["id"], scopes=tuple(item.get("scopes") or ()), key=item)
         if self._is_admin_token(token):
-            return ADMIN_TOKEN_PRINCIPAL
+            return ADMIN_TOKEN_CREDENTIAL
         raise Unauthorized("Invalid authentication token", code="invalid_credentials")
+
+    def confirm(self, credential: Credential) -> Principal:
+        """The principal behind `credential`: an API key's user must (still) be active."""
+        item = credential.key
+        if item is None:
+            return ADMIN_TOKEN_PRINCIPAL
+        user = self.users.find(item["user_id"], consistent=True)
+        if user is None or not user.get("is_active", False):
+            raise Unauthorized("User account is inactive", code="inactive_user")
+        now = clock.now()
+        since = clock.iso(now - LAST_USED_RESOLUTION)
+        # The item was just read consistently: a recent use needs no write (nor a refused conditional one).
+        if (item.get("last_used_at") or "") < since:
+            self.keys.touch(item, at=clock.iso(now), unless_since=since)
+        return Principal.of(
+            id=user["id"],
+            email=user["email"],
+            role=user["role"],
+            auth_method="api_key",
+            api_key_id=item["id"],
+            scopes=credential.scopes,
+        )
 
     def _is_admin_token(self, token: str) -> bool:
         secret_id, max_age = self.settings.admin_token_secret_id, self.settings.admin_token_cache_seconds
@@ -86,7 +137,7 @@ class Authenticator:
             return previous is not None and bool(previous.value) and _same(token, previous.value)
         return False
 
-    def _api_key(self, key: str) -> Principal:
+    def _active_key(self, key: str) -> Item:
         if not KEY_PATTERN.match(key):
             raise Unauthorized("Invalid authentication token", code="invalid_credentials")
         item = self.keys.find_by_digest(digest_of(key))
@@ -94,21 +145,9 @@ class Authenticator:
             raise Unauthorized("Invalid authentication token", code="invalid_credentials")
         if not item.get("is_active", False):
             raise Unauthorized("API key has been revoked", code="revoked_key")
-        now = clock.now()
-        if item.get("expires_at") and clock.parse_iso(item["expires_at"]) <= now:
+        if item.get("expires_at") and clock.parse_iso(item["expires_at"]) <= clock.now():
             raise Unauthorized("API key has expired", code="expired_key")
-        user = self.users.find(item["user_id"], consistent=True)
-        if user is None or not user.get("is_active", False):
-            raise Unauthorized("User account is inactive", code="inactive_user")
-        self.keys.touch(item, at=clock.iso(now), unless_since=clock.iso(now - LAST_USED_RESOLUTION))
-        return Principal.of(
-            id=user["id"],
-            email=user["email"],
-            role=user["role"],
-            auth_method="api_key",
-            api_key_id=item["id"],
-            scopes=tuple(item.get("scopes") or ()),
-        )
+        return item
 
 
 def _same(presented: str, expected: str) -> bool:
@@ -170,16 +209,24 @@ class AccessGuard:
         )
 
     def admit(self, request: RequestInfo) -> Principal:
-        self.limiter.hit(self.ip_limit, request.source_ip)
-        try:
-            principal = self.authenticator.authenticate(request.authorization)
-        except Unauthorized as exc:
-            self._failed(request, exc)
-            raise
-        if self.scope not in principal.scopes:
+        ip_hit = in_background(self.limiter.hit, self.ip_limit, request.source_ip)
+        credential = self._beside(ip_hit, self.authenticator.identify, request.authorization, request)
+        if self.scope not in credential.scopes:
             raise Forbidden(f"API key lacks the {self.scope} scope", code="insufficient_scope")
-        self.limiter.hit(self.credential_limit, principal.credential_id)
-        return principal
+        key_hit = in_background(self.limiter.hit, self.credential_limit, credential.id)
+        return self._beside(key_hit, self.authenticator.confirm, credential, request)
+
+    def _beside(self, limit_hit: Future[Any], step: Callable[[T], R], arg: T, request: RequestInfo) -> R:
+        """`step(arg)` while `limit_hit` runs; the limit's verdict comes first, as if it had run first."""
+        try:
+            result = step(arg)
+        except BaseException as exc:
+            limit_hit.result()
+            if isinstance(exc, Unauthorized):
+                self._failed(request, exc)
+            raise
+        limit_hit.result()
+        return result
 
     def _failed(self, request: RequestInfo, exc: Unauthorized) -> None:
         self.limiter.penalize(self.ip_limit, request.source_ip, cost=AUTH_FAILURE_COST - 1)
