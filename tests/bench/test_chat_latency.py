@@ -11,6 +11,8 @@ the stack is warm, after a direct call it has idled, and idling costs on this ki
 - whole reply: POST /chat with `stream: false` vs the SDK's `responses.create`;
 - both again for a conversation's first message as the widget sends it (no conversation id: the server
   names it and reads no history);
+- the first token of a conversation's fifth message (four turns stored, read and sent upstream), vs the
+  SDK's streamed call with the same input;
 - the OpenAI-compatible `/v1/chat/completions` through the same SDK (first token and whole reply), vs the
   SDK's `chat.completions.create` on the fake (this path also authenticates an API key: two more rounds of
   emulator calls).
@@ -48,6 +50,13 @@ TARGET_TTFT_MS = 5.0
 TARGET_WHOLE_MS = 10.0
 SYSTEM = "You are a helpful AI assistant."
 MESSAGE = "Hello there"
+EARLIER_TURNS = 4  # of the conversations whose fifth message is measured
+QUESTION = "How do I reset my password? I tried the link in the email but it says it has expired."
+ANSWER = (
+    "Request a new link from the sign-in page: choose 'Forgot password', enter your email address and "
+    "use the link within an hour. If it expires again, check that your device's clock is right, then "
+    "contact support."
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +81,20 @@ def _p50(call: Callable[[], Any], n: int = 60, *, pause_s: float = 0.0) -> float
         call()
         times.append((time.perf_counter() - started) * 1000)
     return round(statistics.median(times[5:]), 2)
+
+
+def _conversations_with_turns(count: int) -> list[str]:
+    """`count` conversations, each with `EARLIER_TURNS` turns stored as the chat service stores them."""
+    from chatbot.dal.conversations import ConversationRepository
+
+    repo, ids = ConversationRepository(), []
+    started_ms = int(time.time() * 1000) - 60_000
+    for _ in range(count):
+        ids.append(f"conv_bench_{uuid.uuid4().hex}")
+        for turn in range(EARLIER_TURNS):
+            messages = [{"role": "user", "content": QUESTION}, {"role": "assistant", "content": ANSWER}]
+            repo.add_turn(ids[-1], messages, started_ms=started_ms + turn, ttl=int(time.time()) + 3600)
+    return ids
 
 
 def test_chat_added_latency(stack, monkeypatch):
@@ -105,6 +128,17 @@ def test_chat_added_latency(stack, monkeypatch):
         {"role": "system", "content": [{"type": "input_text", "text": SYSTEM}]},
         {"role": "user", "content": [{"type": "input_text", "text": MESSAGE}]},
     ]
+    # What the upstream receives for a conversation's fifth message: the earlier turns, then the new one.
+    earlier_input = [
+        item
+        for _ in range(EARLIER_TURNS)
+        for item in (
+            {"role": "user", "content": [{"type": "input_text", "text": QUESTION}]},
+            {"role": "assistant", "content": [{"type": "output_text", "text": ANSWER}]},
+        )
+    ]
+    fifth_input = [responses_input[0], *earlier_input, responses_input[1]]
+    going_on = iter(_conversations_with_turns(WARMUP + N))
     sampling = {"temperature": settings.temperature, "top_p": settings.top_p}
     chat_messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": MESSAGE}]
 
@@ -117,18 +151,21 @@ def test_chat_added_latency(stack, monkeypatch):
         finally:
             resource.close()
 
-    def direct_ttft(client: Any) -> None:
-        stream = client.responses.create(
-            model=model,
-            input=responses_input,
-            max_output_tokens=settings.max_output_tokens,
-            stream=True,
-            **sampling,
-        )
-        for event in stream:
-            if event.type == "response.output_text.delta":
-                break
-        stream.close()
+    def direct_ttft_of(input_items: list[dict[str, Any]]) -> Callable[[Any], None]:
+        def call(client: Any) -> None:
+            stream = client.responses.create(
+                model=model,
+                input=input_items,
+                max_output_tokens=settings.max_output_tokens,
+                stream=True,
+                **sampling,
+            )
+            for event in stream:
+                if event.type == "response.output_text.delta":
+                    break
+            stream.close()
+
+        return call
 
     def direct_whole(client: Any) -> None:
         reply = client.responses.create(
@@ -139,6 +176,10 @@ def test_chat_added_latency(stack, monkeypatch):
     def client_named() -> dict[str, Any]:
         # A new conversation, named by the client as the widget does (so its history is read).
         return {"message": MESSAGE, "conversation_id": f"conv_bench_{uuid.uuid4().hex}"}
+
+    def fifth_message() -> dict[str, Any]:
+        # A conversation with four earlier turns stored (each sample its own): its history is read and sent.
+        return {"message": MESSAGE, "conversation_id": next(going_on)}
 
     def first_message() -> dict[str, Any]:
         # The widget's first message: no conversation id yet, so the server names it and reads no history.
@@ -193,12 +234,14 @@ def test_chat_added_latency(stack, monkeypatch):
         assert reply.choices[0].message.content
 
     cases: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
-        "direct first token": (lambda: sdk(fake_base, "sk-bench"), direct_ttft),
+        "direct first token": (lambda: sdk(fake_base, "sk-bench"), direct_ttft_of(responses_input)),
         "ours first token": (http, ours_ttft(client_named)),
         "direct whole": (lambda: sdk(fake_base, "sk-bench"), direct_whole),
         "ours whole": (http, ours_whole(client_named)),
         "ours first message first token": (http, ours_ttft(first_message)),
         "ours first message whole": (http, ours_whole(first_message)),
+        "direct fifth message first token": (lambda: sdk(fake_base, "sk-bench"), direct_ttft_of(fifth_input)),
+        "ours fifth message first token": (http, ours_ttft(fifth_message)),
         "direct chat first token": (lambda: sdk(fake_base, "sk-bench"), direct_chat_ttft),
         "v1 first token": (lambda: sdk(our_base + "/v1", api_key), v1_ttft),
         "direct chat whole": (lambda: sdk(fake_base, "sk-bench"), direct_chat_whole),
@@ -221,6 +264,12 @@ def test_chat_added_latency(stack, monkeypatch):
         ("/chat whole reply", "ours whole", "direct whole", TARGET_WHOLE_MS),
         ("/chat 1st msg first token", "ours first message first token", "direct first token", TARGET_TTFT_MS),
         ("/chat 1st msg whole", "ours first message whole", "direct whole", TARGET_WHOLE_MS),
+        (
+            "/chat 5th msg first token",
+            "ours fifth message first token",
+            "direct fifth message first token",
+            TARGET_TTFT_MS,
+        ),
         ("/v1 first token", "v1 first token", "direct chat first token", None),
         ("/v1 whole reply", "v1 whole", "direct chat whole", None),
     ]
