@@ -490,10 +490,9 @@ def _warm_services(server: EmulatorServer) -> None:
     app = server.app
     for service in WARM_SERVICES:
         with contextlib.suppress(Exception):
-            if app is not None:
-                with app.lock:
-                    if service not in app.app_instances:
-                        app.app_instances[service] = app.create_app(service)
+            with app.lock:
+                if service not in app.app_instances:
+                    app.app_instances[service] = app.create_app(service)
             get_service_model(service)
         if service == "dynamodb":
             # An encrypted table's creation makes DynamoDB's default KMS key; set up moto's KMS backend

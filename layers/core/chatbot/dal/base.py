@@ -152,6 +152,11 @@ class Repository:
     def client(self) -> Any:
         return self.table.meta.client
 
+    @property
+    def noun(self) -> str:
+        """The entity as error messages name it: `audit_entry` -> "Audit entry"."""
+        return self.entity.replace("_", " ").capitalize()
+
     # -- reads -------------------------------------------------------------------------------------------
     def get(self, pk: str, sk: str, *, consistent: bool = False) -> Item | None:
         with self._translate():
@@ -163,7 +168,7 @@ class Repository:
     def require(self, pk: str, sk: str, *, consistent: bool = False) -> Item:
         item = self.get(pk, sk, consistent=consistent)
         if item is None:
-            raise NotFound(f"{self.entity.replace('_', ' ').capitalize()} not found")
+            raise NotFound(f"{self.noun} not found")
         return item
 
     def query_page(
@@ -234,7 +239,7 @@ class Repository:
     def put_new(self, item: Item) -> Item:
         """Create once: fails with Conflict if an item with this key exists."""
         item = {**item, "version": 1}
-        with self._translate(conflict=f"{self.entity.replace('_', ' ').capitalize()} already exists"):
+        with self._translate(conflict=f"{self.noun} already exists"):
             self.table.put_item(Item=to_dynamo(item), ConditionExpression=Attr("pk").not_exists())
         return item
 
@@ -248,7 +253,7 @@ class Repository:
             stored = self.get(item["pk"], item["sk"], consistent=True)
             if stored is not None and stored == to_python(to_dynamo(item)):
                 return item
-            raise Conflict(f"{self.entity.replace('_', ' ').capitalize()} already exists") from None
+            raise Conflict(f"{self.noun} already exists") from None
 
     def put(self, item: Item, *, condition: ConditionBase | None = None) -> Item:
         kwargs: dict[str, Any] = {"Item": to_dynamo(item)}
@@ -309,9 +314,9 @@ class Repository:
                 )
         except _ConditionFailed as failed:
             if not failed.old_item:
-                raise NotFound(f"{self.entity.replace('_', ' ').capitalize()} not found") from None
+                raise NotFound(f"{self.noun} not found") from None
             raise Conflict(
-                conflict_message or f"{self.entity.replace('_', ' ').capitalize()} was changed concurrently",
+                conflict_message or f"{self.noun} was changed concurrently",
                 details={"current_version": to_python(failed.old_item.get("version"))},
             ) from None
         return to_python(resp["Attributes"])
@@ -324,7 +329,7 @@ class Repository:
             with self._translate():
                 resp = self.table.delete_item(**kwargs)
         except _ConditionFailed:
-            raise NotFound(f"{self.entity.replace('_', ' ').capitalize()} not found") from None
+            raise NotFound(f"{self.noun} not found") from None
         old = resp.get("Attributes")
         return to_python(old) if old else None
 
