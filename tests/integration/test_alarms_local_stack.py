@@ -64,12 +64,16 @@ def _states(stack: StackProcess) -> dict[str, dict[str, Any]]:
 
 
 def _wait_for(stack: StackProcess, state: str, timeout: float = 60.0) -> dict[str, dict[str, Any]]:
-    """Wait until each alarm has been in `state` (returns each one's alarm as first seen so)."""
+    """Wait until each alarm has been evaluated into `state` (returns each one's alarm as first seen so)."""
     seen: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout
     while set(seen) != ALARMS:
         for lid, alarm in _states(stack).items():
-            if alarm["StateValue"] == state:
+            # moto creates alarms in OK ("Unchecked"), which is no evaluation. Counting it let phase 1 end before
+            # the first evaluation; that one found no data yet and put WorkerDown in ALARM, which phase 2 then
+            # took for its own.
+            evaluated = not alarm["StateReason"].startswith("Unchecked")
+            if alarm["StateValue"] == state and evaluated:
                 seen.setdefault(lid, alarm)
         if time.monotonic() > deadline:
             missing = {lid: a["StateValue"] for lid, a in _states(stack).items() if lid not in seen}
