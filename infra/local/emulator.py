@@ -292,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     query_one_partition()
     skip_per_request_rework()
     return_stored_attribute_values()
+    keep_alarm_state_on_update()
     server = EmulatorServer(args.host, args.port)
     try:
         server.start()
@@ -468,6 +469,33 @@ def in_wire_format(value: Any) -> bool:
     if kind == "L":
         return type(inner) is list and all(in_wire_format(v) for v in inner)
     return False
+
+
+_ALARM_STATE = ("state_value", "state_reason", "state_reason_data", "state_updated_timestamp", "history")
+
+
+def keep_alarm_state_on_update() -> None:
+    """`PutMetricAlarm` on an existing alarm keeps its state, as CloudWatch does; idempotent.
+
+    moto builds a new alarm in OK ("Unchecked: Initial alarm creation"), so provisioning the template again
+    (a test's `StackProcess.stack`) wiped the states the local alarm evaluator had set, and the evaluator,
+    which writes only changes, never set them again."""
+    from moto.cloudwatch.models import CloudWatchBackend
+
+    original = CloudWatchBackend.put_metric_alarm
+    if getattr(original, "keeps_state", False):
+        return
+
+    def put_metric_alarm(self: CloudWatchBackend, *args: Any, **kwargs: Any) -> Any:
+        previous = self.alarms.get(kwargs["name"] if "name" in kwargs else args[0])
+        alarm = original(self, *args, **kwargs)
+        if previous is not None:
+            for field in _ALARM_STATE:
+                setattr(alarm, field, getattr(previous, field))
+        return alarm
+
+    put_metric_alarm.keeps_state = True  # type: ignore[attr-defined]
+    CloudWatchBackend.put_metric_alarm = put_metric_alarm  # type: ignore[method-assign]
 
 
 # The services the template uses: moto builds each service's app and parses its model on the first

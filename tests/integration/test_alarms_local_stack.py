@@ -69,9 +69,8 @@ def _wait_for(stack: StackProcess, state: str, timeout: float = 60.0) -> dict[st
     deadline = time.monotonic() + timeout
     while set(seen) != ALARMS:
         for lid, alarm in _states(stack).items():
-            # moto creates alarms in OK ("Unchecked"), which is no evaluation. Counting it let phase 1 end before
-            # the first evaluation; that one found no data yet and put WorkerDown in ALARM, which phase 2 then
-            # took for its own.
+            # moto creates alarms in OK ("Unchecked"), which is no evaluation: counted, it let phase 1 end
+            # before the first one, whose no-data ALARM of WorkerDown phase 2 then took for its own.
             evaluated = not alarm["StateReason"].startswith("Unchecked")
             if alarm["StateValue"] == state and evaluated:
                 seen.setdefault(lid, alarm)
